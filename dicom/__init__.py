@@ -1,0 +1,1 @@
+"""Floor 2: DICOM adapter (storage, worklist, query). Imports only models."""

@@ -1,0 +1,152 @@
+"""The `huren` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from integration.database import Database
+from integration.settings import Settings, load_settings
+from models.errors import HurenError
+
+
+def _cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    database = Database.from_settings(settings)
+    database.upgrade()
+    from models.migrate import current_revision
+
+    print(f"database at revision {current_revision(database.engine)}")
+    database.dispose()
+    return 0
+
+
+def _cmd_db_current(settings: Settings, _args: argparse.Namespace) -> int:
+    from models.migrate import current_revision, head_revision
+
+    database = Database.from_settings(settings)
+    current, head = current_revision(database.engine), head_revision(database.engine)
+    print(f"current {current or '(empty)'}; head {head}")
+    database.dispose()
+    return 0 if current == head else 1
+
+
+def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from integration.hub import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_catalogue_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from models.catalogue import load_catalogue, sync_catalogue
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    entries = load_catalogue(args.file or settings.exam_catalogue)
+    with database.session() as session:
+        changed = sync_catalogue(session, entries=entries)
+    print(f"{len(entries)} exam types in the catalogue, {changed} added or changed")
+    return 0
+
+
+def _cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from integration.demo.seed import DemoOptions, seed_demo_region
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    if not database.is_empty():
+        if args.if_empty:
+            print("database already holds a region; demo seed skipped")
+            return 0
+        print(
+            "the database is not empty; the demo region is only seeded into an empty one",
+            file=sys.stderr,
+        )
+        return 2
+    options = DemoOptions(
+        seed=args.seed,
+        exams=args.exams or _SCALES[args.scale],
+        until=args.until,
+        progress=not args.quiet,
+    )
+    summary = seed_demo_region(database, settings=settings, options=options)
+    print(summary.describe())
+    return 0
+
+
+_SCALES = {"tiny": 2_000, "small": 20_000, "default": 100_000, "large": 1_000_000}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", help="migrate the schema to the newest revision").set_defaults(
+        handler=_cmd_db_upgrade
+    )
+    db.add_parser("current", help="show the schema revision").set_defaults(handler=_cmd_db_current)
+
+    commands.add_parser(
+        "serve", help="run the hub (HTTP; more listeners as they land)"
+    ).set_defaults(handler=_cmd_serve)
+
+    catalogue = commands.add_parser("catalogue", help="the exam catalogue").add_subparsers(
+        dest="catalogue", required=True
+    )
+    sync = catalogue.add_parser("sync", help="load exam types from a CSV (default: shipped)")
+    sync.add_argument("--file", type=Path, help="a CSV with the shipped file's columns")
+    sync.set_defaults(handler=_cmd_catalogue_sync)
+
+    demo = commands.add_parser("demo", help="the demo region").add_subparsers(
+        dest="demo", required=True
+    )
+    seed = demo.add_parser("seed", help="create the demo county with 12 months of history")
+    seed.add_argument("--seed", type=int, default=20260101, help="random seed (deterministic)")
+    seed.add_argument(
+        "--scale",
+        choices=sorted(_SCALES, key=_SCALES.__getitem__),
+        default="default",
+        help="history size: tiny 2k, small 20k, default 100k, large 1M exams",
+    )
+    seed.add_argument("--exams", type=int, help="exact number of exams (overrides --scale)")
+    seed.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        help="last day of the history, YYYY-MM-DD (default: today)",
+    )
+    seed.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing, successfully, when the database already has data",
+    )
+    seed.add_argument("--quiet", action="store_true", help="no progress bar")
+    seed.set_defaults(handler=_cmd_demo_seed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        result: int = args.handler(settings, args)
+    except HurenError as exc:
+        print(f"huren: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

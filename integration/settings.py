@@ -1,0 +1,126 @@
+"""The one Settings object, read from ``HUREN_*`` variables and passed into constructors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.errors import ConfigurationError
+
+DEMO_PASSWORD = "huren-demo"
+DEMO_SECRET_KEY = "huren-demo-secret-key-change-me"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: no backslash, no control
+
+
+class Settings(BaseSettings):
+    """Everything configurable about one hub process.
+
+    Built once at start-up (``Settings()``) and handed down; nothing reads the
+    environment behind its back.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HUREN_", frozen=True, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite file huren.db under data_dir
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    bind: str = "127.0.0.1"
+    mllp_port: int = Field(default=2575, ge=0, le=65535)
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    dicom_aet: str = "HUREN"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    portal_port: int = Field(default=3000, ge=1, le=65535)
+
+    upstream_fhir_url: str = ""  # empty: nothing is pushed to the province
+    upstream_fhir_token: SecretStr = SecretStr("")
+
+    secret_key: SecretStr = SecretStr(DEMO_SECRET_KEY)
+    demo_password: SecretStr = SecretStr(DEMO_PASSWORD)
+    exam_catalogue: Path | None = None  # empty: the catalogue shipped in models/data
+
+    timezone: str = "Asia/Shanghai"  # how times are shown; they are stored in UTC
+    settlement_rate_fen: int = Field(default=1000, ge=0)  # per body part per final report
+    settlement_clinic_share_fen: int = Field(default=500, ge=0)
+
+    @field_validator("dicom_aet")
+    @classmethod
+    def _valid_ae_title(cls, value: str) -> str:
+        if not _AE_TITLE.match(value) or not value.strip():
+            raise ValueError("a DICOM AE title has 1-16 printable ASCII characters, no backslash")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("upstream_fhir_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("upstream FHIR URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Settings:
+        if self.settlement_clinic_share_fen > self.settlement_rate_fen:
+            raise ValueError("the clinic's settlement share cannot exceed the rate")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'huren.db').as_posix()}"
+
+    @property
+    def dicom_dir(self) -> Path:
+        return self.data_dir / "dicom"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def demo_accounts_allowed(self) -> bool:
+        return self.env != "production"
+
+    def check_production(self) -> None:
+        """Refuse to run a production hub with the demo secret anyone can read here.
+
+        Demo accounts need no check here: login refuses them in production.
+        """
+        if self.env != "production":
+            return
+        if self.secret_key.get_secret_value() in {DEMO_SECRET_KEY, ""}:
+            raise ConfigurationError(
+                "HUREN_SECRET_KEY must be set to a private value when HUREN_ENV=production"
+            )
+        if len(self.secret_key.get_secret_value()) < 32:
+            raise ConfigurationError("HUREN_SECRET_KEY must have at least 32 characters")
+
+
+def load_settings() -> Settings:
+    """Read the environment once, turning pydantic's error into a HurenError."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        return Settings()
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"HUREN_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,48 @@
+"""The one exception tree of Huren.
+
+Every error the hub raises on purpose derives from :class:`HurenError`; the
+edges (MLLP ACK, DICOM status, FHIR OperationOutcome, HTTP status, portal
+form message) translate these into protocol replies and nothing deeper does.
+"""
+
+from __future__ import annotations
+
+
+class HurenError(Exception):
+    """Root of every error Huren raises deliberately."""
+
+
+class ConfigurationError(HurenError):
+    """The settings cannot be used as given (bad value, demo secret in production)."""
+
+
+class ValidationError(HurenError):
+    """Input broke a domain rule; ``field`` names where, for the reply to point at it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidResidentId(ValidationError):
+    """An 18-digit resident identity number that fails GB 11643 checks."""
+
+
+class TransitionError(ValidationError):
+    """A status change the lifecycle does not allow (e.g. final back to preliminary)."""
+
+
+class NotFound(HurenError):
+    """A referenced record does not exist."""
+
+
+class Conflict(HurenError):
+    """The change collides with existing state (duplicate identifier, stale version)."""
+
+
+class AuthenticationError(HurenError):
+    """Credentials were wrong, the account is locked or not allowed here."""
+
+
+class PermissionDenied(HurenError):
+    """The caller is known but its role or facility does not allow the action."""

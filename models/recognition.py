@@ -1,0 +1,41 @@
+"""What clinicians decided when told a recognisable prior exists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Index
+from sqlmodel import Field, SQLModel
+
+from models.enums import RecognitionOutcome, RecognitionSource, RefusalReason
+from models.types import UtcDateTime, text_enum
+
+
+class RecognitionDecision(SQLModel, table=True):
+    """Accepted (no new exam) or refused with one of the national reasons."""
+
+    __tablename__ = "recognition_decision"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome = 'accepted' OR refusal_reason IS NOT NULL", name="refusal_has_reason"
+        ),
+        Index("ix_recognition_patient_time", "patient_id", "decided_at"),
+        Index("ix_recognition_outcome_time", "outcome", "decided_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    requested_exam_type_id: int = Field(foreign_key="exam_type.id")
+    prior_study_id: int | None = Field(default=None, foreign_key="study.id")
+    prior_report_id: int | None = Field(default=None, foreign_key="report.id")
+    facility_id: int = Field(foreign_key="facility.id", index=True)  # where the clinician orders
+    clinician_id: int | None = Field(default=None, foreign_key="app_user.id")
+    clinician_ref: str = Field(default="", max_length=128)  # CDS Hooks userId when external
+    outcome: RecognitionOutcome = Field(sa_type=text_enum(RecognitionOutcome))
+    refusal_reason: RefusalReason | None = Field(default=None, sa_type=text_enum(RefusalReason))
+    comment: str = Field(default="", max_length=500)
+    source: RecognitionSource = Field(sa_type=text_enum(RecognitionSource))
+    card_id: str = Field(default="", max_length=64)
+    new_order_id: int | None = Field(default=None, foreign_key="exam_order.id")
+    avoided_fee_fen: int = 0  # the fee not charged because the prior was reused
+    decided_at: datetime = Field(sa_type=UtcDateTime)
