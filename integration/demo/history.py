@@ -932,7 +932,7 @@ class HistoryGenerator:
         description: str,
         flagged_at: datetime,
     ) -> None:
-        notified = flagged_at + self._minutes(self.shape.notify_median, 0.6)
+        notified = flagged_at + self._minutes(self.shape.notify_median, 0.75)
         acknowledged = notified + self._minutes(6, 0.7)
         clinic_id = order["ordering_facility_id"]
         receivers = self._staff(clinic_id, Role.clinician, Role.technologist) or self._staff(
