@@ -65,8 +65,11 @@ def main() -> int:
         database = Database.from_settings(settings)
         database.upgrade()
         started = time.perf_counter()
-        summary = seed_demo_region(database, settings=settings, options=DemoOptions(
-            seed=1, exams=exams, until=date(2026, 11, 20), progress=False))
+        summary = seed_demo_region(
+            database,
+            settings=settings,
+            options=DemoOptions(seed=1, exams=exams, until=date(2026, 11, 20), progress=False),
+        )
         seeding = time.perf_counter() - started
         database.dispose()
 
@@ -78,11 +81,15 @@ def main() -> int:
 
     generated = summary.counts.encounters
     rate, bound_rate = generated / seeding, generated / bound
-    print(f"seeded {generated} encounters ({summary.counts.reports} reports) in {seeding:.1f} s;"
-          f" bare sqlite3 inserts of the same rows: {bound:.1f} s")
+    print(
+        f"seeded {generated} encounters ({summary.counts.reports} reports) in {seeding:.1f} s;"
+        f" bare sqlite3 inserts of the same rows: {bound:.1f} s"
+    )
     verdict = "met" if rate >= GOAL_EXAMS_PER_SECOND else "missed"
-    print(f"GOAL demo-seed: {rate:.0f} exams/s (bound {bound_rate:.0f}, "
-          f"ratio {rate / bound_rate:.2f}) goal >={GOAL_EXAMS_PER_SECOND} exams/s: {verdict}")
+    print(
+        f"GOAL demo-seed: {rate:.0f} exams/s (bound {bound_rate:.0f}, "
+        f"ratio {rate / bound_rate:.2f}) goal >={GOAL_EXAMS_PER_SECOND} exams/s: {verdict}"
+    )
     return 0
 
 

@@ -79,6 +79,57 @@ def _cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hl7_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from integration.directory import Directory
+    from integration.intake import Intake
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    intake = Intake(database=database, directory=Directory(database.engine), settings=settings)
+    results = intake.replay(ids=args.id or None)
+    for result in results:
+        verdict = "applied" if result.applied else f"still failing: {result.error}"
+        print(f"#{result.inbound_id} {result.control_id}: {verdict}")
+    applied = sum(1 for result in results if result.applied)
+    print(f"{applied} of {len(results)} stored messages applied")
+    return 0 if applied == len(results) else 1
+
+
+def _cmd_outbox_status(settings: Settings, _args: argparse.Namespace) -> int:
+    from integration.outbox import counts
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.connect() as connection:
+        summary = counts(connection)
+    if not summary:
+        print("the outbox is empty")
+    for channel, entry in sorted(summary.items()):
+        oldest = (
+            f", oldest pending since {entry.oldest_pending:%Y-%m-%d %H:%M:%S} UTC"
+            if entry.oldest_pending
+            else ""
+        )
+        print(
+            f"{channel.value}: {entry.pending} pending, {entry.in_flight} in flight, "
+            f"{entry.delivered} delivered, {entry.dead} dead{oldest}"
+        )
+    return 0
+
+
+def _cmd_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.outbox import retry_dead
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        revived = retry_dead(connection, now=datetime.now(UTC), ids=args.id or None)
+    print(f"{revived} dead-lettered messages queued again")
+    return 0
+
+
 _SCALES = {"tiny": 2_000, "small": 20_000, "default": 100_000, "large": 1_000_000}
 
 
@@ -103,6 +154,21 @@ def _parser() -> argparse.ArgumentParser:
     sync = catalogue.add_parser("sync", help="load exam types from a CSV (default: shipped)")
     sync.add_argument("--file", type=Path, help="a CSV with the shipped file's columns")
     sync.set_defaults(handler=_cmd_catalogue_sync)
+
+    hl7 = commands.add_parser("hl7", help="HL7 v2 intake").add_subparsers(dest="hl7", required=True)
+    replay = hl7.add_parser("replay", help="apply stored failed/rejected messages again")
+    replay.add_argument("--id", type=int, action="append", help="only this inbound message id")
+    replay.set_defaults(handler=_cmd_hl7_replay)
+
+    outbox = commands.add_parser("outbox", help="messages leaving the hub").add_subparsers(
+        dest="outbox", required=True
+    )
+    outbox.add_parser("status", help="counts per channel and state").set_defaults(
+        handler=_cmd_outbox_status
+    )
+    retry = outbox.add_parser("retry", help="queue dead-lettered messages again")
+    retry.add_argument("--id", type=int, action="append", help="only this outbox id")
+    retry.set_defaults(handler=_cmd_outbox_retry)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True

@@ -10,9 +10,15 @@ from collections.abc import Generator
 
 import uvicorn
 
+from hl7.mllp import MllpServer
 from integration.database import Database
+from integration.directory import Directory
 from integration.http import build_http_app
+from integration.intake import Intake
+from integration.outbox import OutboxWorker
+from integration.report_return import send_hl7
 from integration.settings import Settings
+from models.enums import OutboxChannel
 
 log = logging.getLogger("huren.hub")
 
@@ -25,8 +31,43 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
+async def _start_http(
+    settings: Settings, database: Database, stack: contextlib.AsyncExitStack
+) -> tuple[_HttpServer, asyncio.Task[None]]:
+    http = _HttpServer(
+        uvicorn.Config(
+            build_http_app(database=database),
+            host=settings.bind,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(http.serve(), name="http")
+
+    async def stop_http() -> None:
+        http.should_exit = True
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("HTTP server did not stop in time; cancelled")
+
+    stack.push_async_callback(stop_http)
+    while not http.started:
+        if task.done():
+            await task
+            raise OSError(f"HTTP could not listen on {settings.bind}:{settings.http_port}")
+        await asyncio.sleep(0.02)
+    return http, task
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Upgrade the schema if needed, start the listeners, and run until ``stop`` is set."""
+    """Upgrade the schema if needed, start the listeners, and run until ``stop`` is set.
+
+    Shutdown runs in reverse: stop accepting HL7 (in-flight messages are
+    answered), drain the intake writer, stop the outbox worker, stop HTTP.
+    """
     settings.check_production()
     database = Database.from_settings(settings)
     if database.needs_upgrade():
@@ -38,41 +79,52 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
 
-    http = _HttpServer(
-        uvicorn.Config(
-            build_http_app(database=database),
-            host=settings.bind,
-            port=settings.http_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(database.dispose)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            stack.callback(loop.remove_signal_handler, signum)
+
+        http, http_task = await _start_http(settings, database, stack)
+
+        worker_stop = asyncio.Event()
+        worker = OutboxWorker(
+            database=database,
+            settings=settings,
+            senders={OutboxChannel.hl7: lambda parcel: send_hl7(parcel, settings=settings)},
         )
-    )
-    http_task = asyncio.create_task(http.serve(), name="http")
-    try:
-        while not http.started:
-            if http_task.done():
-                await http_task
-                raise OSError(
-                    f"HTTP server could not listen on {settings.bind}:{settings.http_port}"
-                )
-            await asyncio.sleep(0.02)
+        worker_task = asyncio.create_task(worker.run(worker_stop), name="outbox")
+
+        async def stop_worker() -> None:
+            worker_stop.set()
+            await worker_task
+
+        stack.push_async_callback(stop_worker)
+
+        directory = Directory(database.engine)
+        intake = Intake(database=database, directory=directory, settings=settings)
+        await intake.start()
+        stack.push_async_callback(intake.stop)
+        mllp = MllpServer(
+            intake.handle,
+            host=settings.bind,
+            port=settings.mllp_port,
+            max_frame=settings.mllp_max_frame,
+            idle_timeout=settings.mllp_idle_timeout,
+            on_reject=intake.reject_frame,
+        )
+        await mllp.start()
+        stack.push_async_callback(mllp.stop)
+
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
-        log.info("hub ready: HTTP http://%s:%s/healthz", settings.bind, ports[0] if ports else "?")
+        log.info(
+            "hub ready: HTTP http://%s:%s/healthz, MLLP %s:%d",
+            settings.bind,
+            ports[0] if ports else "?",
+            settings.bind,
+            mllp.port,
+        )
         stop_wait = asyncio.create_task(stop.wait())
         await asyncio.wait({stop_wait, http_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
-        if http_task.done():
-            await http_task
-    finally:
         log.info("hub stopping")
-        http.should_exit = True
-        try:
-            await asyncio.wait_for(http_task, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            log.warning("HTTP server did not stop in time; cancelled")
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
-        database.dispose()
-        log.info("hub stopped")
+    log.info("hub stopped")

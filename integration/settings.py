@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     portal_port: int = Field(default=3000, ge=1, le=65535)
 
+    mllp_max_frame: int = Field(default=1 << 20, ge=1024)  # bytes per HL7 message
+    mllp_idle_timeout: float = Field(default=300.0, gt=0)  # seconds before a silent link closes
+    hl7_default_charset: str = "UNICODE UTF-8"  # when MSH-18 is absent and the facility has none
+    hl7_group_commit_wait: float = Field(default=0.001, ge=0, le=0.1)  # seconds to gather a batch
+    empi_link_threshold: float = Field(default=0.95, ge=0, le=1)  # link on demographics alone
+    empi_review_threshold: float = Field(default=0.6, ge=0, le=1)  # keep apart, flag for review
+
+    outbox_max_attempts: int = Field(default=12, ge=1)  # then the row is dead-lettered
+    outbox_backoff_seconds: float = Field(default=2.0, gt=0)  # first retry; doubles each time
+    outbox_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    hl7_send_timeout: float = Field(default=10.0, gt=0)  # waiting for a clinic's ACK
+
     upstream_fhir_url: str = ""  # empty: nothing is pushed to the province
     upstream_fhir_token: SecretStr = SecretStr("")
 
@@ -77,6 +90,8 @@ class Settings(BaseSettings):
     def _shares_fit(self) -> Settings:
         if self.settlement_clinic_share_fen > self.settlement_rate_fen:
             raise ValueError("the clinic's settlement share cannot exceed the rate")
+        if self.empi_review_threshold > self.empi_link_threshold:
+            raise ValueError("the EMPI review threshold cannot exceed the link threshold")
         return self
 
     @property

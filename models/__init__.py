@@ -15,12 +15,12 @@ SQLModel.metadata.naming_convention = {
 }
 
 from models.audit import AuditEvent, SettlementStatement  # noqa: E402
-from models.catalogue import ExamType  # noqa: E402
+from models.catalogue import ExamCodeAlias, ExamType  # noqa: E402
 from models.errors import HurenError  # noqa: E402
 from models.imaging import Instance, Series, Study  # noqa: E402
 from models.messaging import InboundMessage, Outbox  # noqa: E402
 from models.orders import Order  # noqa: E402
-from models.patients import Patient, PatientIdentifier  # noqa: E402
+from models.patients import Patient, PatientIdentifier, PatientLink  # noqa: E402
 from models.recognition import RecognitionDecision  # noqa: E402
 from models.region import Facility, FacilityAeTitle, QcQualification, User  # noqa: E402
 from models.reporting import (  # noqa: E402
@@ -37,6 +37,7 @@ __all__ = [
     "AuditEvent",
     "Consultation",
     "CriticalResult",
+    "ExamCodeAlias",
     "ExamType",
     "Facility",
     "FacilityAeTitle",
@@ -47,6 +48,7 @@ __all__ = [
     "Outbox",
     "Patient",
     "PatientIdentifier",
+    "PatientLink",
     "QcEvent",
     "QcQualification",
     "RecognitionDecision",

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.enums import Modality
@@ -45,6 +46,23 @@ class ExamType(SQLModel, table=True):
     recognised: bool = False  # on the mutual-recognition (HR) list
     validity_days: int = 0
     active: bool = True
+
+
+class ExamCodeAlias(SQLModel, table=True):
+    """A facility's local exam code (OBR-4) that stands for a catalogue exam type.
+
+    ``facility_id`` None makes the alias region-wide.
+    """
+
+    __tablename__ = "exam_code_alias"
+    __table_args__ = (
+        UniqueConstraint("facility_id", "code", name="uq_exam_code_alias"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    facility_id: int | None = Field(default=None, foreign_key="facility.id")
+    code: str = Field(max_length=64, index=True)
+    exam_type_id: int = Field(foreign_key="exam_type.id")
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,12 @@ class IdentifierKind(StrEnum):
     other = "other"
 
 
+class LinkStatus(StrEnum):
+    pending = "pending"  # waiting for a person
+    confirmed = "confirmed"  # same person: merge
+    rejected = "rejected"  # different people
+
+
 class Modality(StrEnum):
     DX = "DX"
     CR = "CR"

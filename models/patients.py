@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, UniqueConstraint, event
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
-from models.enums import IdentifierKind, Sex
+from models.enums import IdentifierKind, LinkStatus, Sex
 from models.identity import normalise_resident_id
 from models.types import UtcDateTime, text_enum, utc_now
 
@@ -17,6 +17,7 @@ RESIDENT_ID_AUTHORITY = "CN"
 
 class Patient(SQLModel, table=True):
     __tablename__ = "patient"
+    __table_args__ = (Index("ix_patient_demographics", "name", "birth_date", "sex"),)
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64)
     sex: Sex = Field(default=Sex.unknown, sa_type=text_enum(Sex, 1))
@@ -52,3 +53,24 @@ def _check_resident_id(_mapper: Any, _connection: Any, target: PatientIdentifier
     if target.kind == IdentifierKind.resident_id:
         target.value = normalise_resident_id(target.value)
         target.authority = RESIDENT_ID_AUTHORITY
+
+
+class PatientLink(SQLModel, table=True):
+    """A doubtful identity match (same name, birth date, sex; no shared identifier).
+
+    The hub does not merge on a guess: it keeps both patients and records the
+    candidate pair here for a person to confirm or reject.
+    """
+
+    __tablename__ = "patient_link"
+    __table_args__ = (UniqueConstraint("patient_id", "candidate_id", name="uq_patient_link"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    candidate_id: int = Field(foreign_key="patient.id", index=True)
+    score: float
+    reason: str = Field(default="", max_length=200)
+    status: LinkStatus = Field(default=LinkStatus.pending, sa_type=text_enum(LinkStatus))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    decided_by_id: int | None = Field(default=None, foreign_key="app_user.id")

@@ -1,0 +1,341 @@
+"""The outbox: everything that leaves the hub is a row here first, then a worker delivers it.
+
+Rows are claimed with a lease (and ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+several hubs can share one database), delivered in id order per destination,
+retried with exponential backoff, and dead-lettered with the last error after
+the configured number of attempts. A crash between sending and recording the
+delivery means one more send: receivers deduplicate (the payload, and with it
+the HL7 control id or FHIR identifiers, never changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
+
+from integration.database import Database
+from integration.settings import Settings
+from models import metadata
+from models.enums import OutboxChannel, OutboxStatus
+from models.errors import HurenError
+
+log = logging.getLogger("huren.outbox")
+OUTBOX = metadata.tables["outbox"]
+LEASE = timedelta(minutes=2)
+
+
+class DeliveryError(HurenError):
+    """The receiver did not take the message; ``retryable`` False dead-letters it at once."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """A claimed outbox row, as a sender sees it."""
+
+    id: int
+    channel: OutboxChannel
+    destination: str
+    idempotency_key: str
+    content_type: str
+    payload: bytes
+    attempts: int
+
+
+Sender = Callable[[Parcel], Awaitable[None]]
+
+
+def enqueue(
+    connection: Connection,
+    *,
+    channel: OutboxChannel,
+    destination: str,
+    idempotency_key: str,
+    payload: bytes,
+    now: datetime,
+    content_type: str = "application/json",
+    subject_type: str = "",
+    subject_id: int | None = None,
+) -> bool:
+    """Queue a message once per key, inside the caller's transaction; False if already queued."""
+    known = connection.execute(
+        select(OUTBOX.c.id).where(OUTBOX.c.idempotency_key == idempotency_key)
+    ).first()
+    if known is not None:
+        return False
+    connection.execute(
+        insert(OUTBOX).values(
+            channel=channel,
+            destination=destination,
+            idempotency_key=idempotency_key,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            content_type=content_type,
+            payload=payload,
+            status=OutboxStatus.pending,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            locked_by=None,
+            locked_until=None,
+            created_at=now,
+            delivered_at=None,
+        )
+    )
+    return True
+
+
+def backoff(
+    attempts: int,
+    *,
+    base: float,
+    ceiling: float,
+    jitter: float = 0.1,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """base * 2^(attempts-1), capped, spread by +-jitter so retries do not march in step."""
+    delay = min(base * (2 ** max(attempts - 1, 0)), ceiling)
+    spread = (rng or random).uniform(1 - jitter, 1 + jitter)
+    return timedelta(seconds=min(delay * spread, ceiling))
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    pending: int
+    in_flight: int
+    delivered: int
+    dead: int
+    oldest_pending: datetime | None
+
+
+def counts(connection: Connection) -> dict[OutboxChannel, OutboxCounts]:
+    rows = connection.execute(
+        select(
+            OUTBOX.c.channel, OUTBOX.c.status, func.count(), func.min(OUTBOX.c.created_at)
+        ).group_by(OUTBOX.c.channel, OUTBOX.c.status)
+    ).all()
+    summary: dict[OutboxChannel, dict[str, object]] = {}
+    for channel, status, count, oldest in rows:
+        entry = summary.setdefault(OutboxChannel(channel), {"oldest_pending": None})
+        entry[OutboxStatus(status).value] = count
+        if status == OutboxStatus.pending:
+            entry["oldest_pending"] = oldest
+    return {
+        channel: OutboxCounts(
+            pending=int(str(entry.get("pending", 0))),
+            in_flight=int(str(entry.get("in_flight", 0))),
+            delivered=int(str(entry.get("delivered", 0))),
+            dead=int(str(entry.get("dead", 0))),
+            oldest_pending=entry["oldest_pending"],  # type: ignore[arg-type]
+        )
+        for channel, entry in summary.items()
+    }
+
+
+def retry_dead(connection: Connection, *, now: datetime, ids: list[int] | None = None) -> int:
+    """Put dead-lettered rows back in the queue (after the cause was fixed)."""
+    statement = update(OUTBOX).where(OUTBOX.c.status == OutboxStatus.dead)
+    if ids:
+        statement = statement.where(OUTBOX.c.id.in_(ids))
+    result = connection.execute(
+        statement.values(status=OutboxStatus.pending, next_attempt_at=now, attempts=0)
+    )
+    return int(result.rowcount)
+
+
+class OutboxWorker:
+    """Delivers due rows with the sender registered for their channel."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        settings: Settings,
+        senders: dict[OutboxChannel, Sender],
+        batch: int = 50,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._database = database
+        self._settings = settings
+        self._senders = senders
+        self._batch = batch
+        self._clock = clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{id(self):x}"[:64]
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                delivered = await self.run_once()
+            except Exception:  # the worker must outlive a bad round; the error is logged
+                log.exception("outbox round failed")
+                delivered = 0
+            if delivered:
+                continue
+            self._wake.clear()
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
+            _done, pending = await asyncio.wait(
+                waiters,
+                timeout=self._settings.outbox_poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for waiter in pending:
+                waiter.cancel()
+
+    async def run_once(self) -> int:
+        """One round: claim due rows, deliver them per destination in order; returns deliveries."""
+        parcels = await asyncio.to_thread(self._claim)
+        by_destination: dict[str, list[Parcel]] = {}
+        for parcel in parcels:
+            by_destination.setdefault(parcel.destination, []).append(parcel)
+        results = await asyncio.gather(
+            *(self._deliver_in_order(queue) for queue in by_destination.values())
+        )
+        return sum(results)
+
+    async def _deliver_in_order(self, parcels: list[Parcel]) -> int:
+        delivered = 0
+        for index, parcel in enumerate(parcels):
+            sender = self._senders.get(parcel.channel)
+            try:
+                if sender is None:
+                    raise DeliveryError(f"no sender for channel {parcel.channel.value}")
+                await sender(parcel)
+            except Exception as exc:  # any failure is recorded on the row, then retried
+                retryable = not isinstance(exc, DeliveryError) or exc.retryable
+                await asyncio.to_thread(self._record_failure, parcel, exc, retryable)
+                await asyncio.to_thread(self._release, [p.id for p in parcels[index + 1 :]])
+                return delivered
+            await asyncio.to_thread(self._record_delivery, parcel)
+            delivered += 1
+        return delivered
+
+    def _claim(self) -> list[Parcel]:
+        now = self._clock()
+        earlier = aliased(OUTBOX)
+        blocked = exists().where(  # an earlier row to the same place that is not due yet
+            earlier.c.destination == OUTBOX.c.destination,
+            earlier.c.id < OUTBOX.c.id,
+            or_(
+                and_(earlier.c.status == OutboxStatus.pending, earlier.c.next_attempt_at > now),
+                and_(earlier.c.status == OutboxStatus.in_flight, earlier.c.locked_until >= now),
+            ),
+        )
+        due = (
+            select(OUTBOX.c.id)
+            .where(
+                or_(
+                    OUTBOX.c.status == OutboxStatus.pending,
+                    and_(OUTBOX.c.status == OutboxStatus.in_flight, OUTBOX.c.locked_until < now),
+                ),
+                OUTBOX.c.next_attempt_at <= now,
+                ~blocked,
+            )
+            .order_by(OUTBOX.c.id)
+            .limit(self._batch)
+        )
+        with self._database.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True, of=OUTBOX)
+            ids = [row.id for row in connection.execute(due)]
+            if not ids:
+                return []
+            connection.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(ids))
+                .values(
+                    status=OutboxStatus.in_flight,
+                    locked_by=self.worker_id,
+                    locked_until=now + LEASE,
+                )
+            )
+            rows = connection.execute(
+                select(OUTBOX).where(OUTBOX.c.id.in_(ids)).order_by(OUTBOX.c.id)
+            ).all()
+        return [
+            Parcel(
+                id=row.id,
+                channel=OutboxChannel(row.channel),
+                destination=row.destination,
+                idempotency_key=row.idempotency_key,
+                content_type=row.content_type,
+                payload=bytes(row.payload),
+                attempts=row.attempts,
+            )
+            for row in rows
+        ]
+
+    def _record_delivery(self, parcel: Parcel) -> None:
+        now = self._clock()
+        with self._database.engine.begin() as connection:
+            connection.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id == parcel.id)
+                .values(
+                    status=OutboxStatus.delivered,
+                    attempts=parcel.attempts + 1,
+                    delivered_at=now,
+                    locked_by=None,
+                    locked_until=None,
+                    last_error="",
+                )
+            )
+        log.info("delivered %s to %s", parcel.idempotency_key, parcel.destination)
+
+    def _record_failure(self, parcel: Parcel, exc: BaseException, retryable: bool) -> None:
+        now = self._clock()
+        attempts = parcel.attempts + 1
+        dead = not retryable or attempts >= self._settings.outbox_max_attempts
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        with self._database.engine.begin() as connection:
+            connection.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id == parcel.id)
+                .values(
+                    status=OutboxStatus.dead if dead else OutboxStatus.pending,
+                    attempts=attempts,
+                    last_error=reason,
+                    locked_by=None,
+                    locked_until=None,
+                    next_attempt_at=now
+                    + backoff(
+                        attempts,
+                        base=self._settings.outbox_backoff_seconds,
+                        ceiling=self._settings.outbox_backoff_max_seconds,
+                    ),
+                )
+            )
+        log.warning(
+            "%s to %s failed (attempt %d%s): %s",
+            parcel.idempotency_key,
+            parcel.destination,
+            attempts,
+            ", dead-lettered" if dead else "",
+            reason,
+        )
+
+    def _release(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self._database.engine.begin() as connection:
+            connection.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(ids))
+                .values(status=OutboxStatus.pending, locked_by=None, locked_until=None)
+            )
