@@ -48,8 +48,7 @@ def main() -> int:
     zone = ZoneInfo("Asia/Shanghai")
     ours = _per_message(lambda: parse_message(raw), ours_count)
     ours_mapped = _per_message(lambda: map_message(parse_message(raw), zone=zone), ours_count)
-    bound = _per_message(
-        lambda: hl7apy_parse(raw.decode("utf-8"), find_groups=False), hl7apy_count)
+    bound = _per_message(lambda: hl7apy_parse(raw.decode("utf-8"), find_groups=False), hl7apy_count)
     grouped = _per_message(lambda: hl7apy_parse(raw.decode("utf-8")), max(10, hl7apy_count // 2))
 
     segments = raw.count(b"\r")
@@ -60,8 +59,10 @@ def main() -> int:
     print(f"hl7apy find_groups=True:      {grouped * 1e3:8.4f} ms/msg")
     rate, bound_rate = 1 / ours, 1 / bound
     verdict = "met" if rate >= GOAL_MESSAGES_PER_SECOND else "missed"
-    print(f"GOAL er7-parse: {rate:.0f} msg/s (bound hl7apy {bound_rate:.0f} msg/s, "
-          f"ratio {rate / bound_rate:.0f}) goal >={GOAL_MESSAGES_PER_SECOND} msg/s: {verdict}")
+    print(
+        f"GOAL er7-parse: {rate:.0f} msg/s (bound hl7apy {bound_rate:.0f} msg/s, "
+        f"ratio {rate / bound_rate:.0f}) goal >={GOAL_MESSAGES_PER_SECOND} msg/s: {verdict}"
+    )
     return 0
 
 

@@ -30,9 +30,7 @@ ERROR_TEXTS: dict[str, str] = {
 DEFAULT_VERSION = "2.5"
 MSA_TEXT_LIMIT = 80  # MSA-3 is ST(80); the whole text goes to ERR-8
 
-_FIELD_NAME = re.compile(
-    r"([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+)(?:\.(\d+)(?:\.(\d+))?)?)?"
-)
+_FIELD_NAME = re.compile(r"([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+)(?:\.(\d+)(?:\.(\d+))?)?)?")
 
 
 def location_of(field: str | None) -> list[str] | None:
@@ -114,9 +112,18 @@ def build_ack(
         if version_id not in ("2.1", "2.2", "2.3"):
             message_type += f"{c}ACK"
     msh_fields = [
-        "MSH", d.encoding_characters, escape(sending_application, d),
-        escape(sending_facility, d), receiving_app, receiving_facility, format_ts(now), "",
-        message_type, escape(control_id, d), processing_id, version,
+        "MSH",
+        d.encoding_characters,
+        escape(sending_application, d),
+        escape(sending_facility, d),
+        receiving_app,
+        receiving_facility,
+        format_ts(now),
+        "",
+        message_type,
+        escape(control_id, d),
+        processing_id,
+        version,
     ]
     if declared:
         msh_fields += ["", "", "", "", "", escape(declared, d)]
@@ -131,13 +138,25 @@ def build_ack(
     if code != "AA":
         error_text = ERROR_TEXTS.get(error_code, "")
         location = location_of(error_location) or []
-        err = ["ERR", "", c.join(escape(p, d) for p in location),
-               c.join([escape(error_code, d), escape(error_text, d), "HL70357"]), "E",
-               "", "", "", escape(text, d)]
+        err = [
+            "ERR",
+            "",
+            c.join(escape(p, d) for p in location),
+            c.join([escape(error_code, d), escape(error_text, d), "HL70357"]),
+            "E",
+            "",
+            "",
+            "",
+            escape(text, d),
+        ]
         if _version_before_25(version_id):
             eld = [*location, "", "", ""][:3]
-            err[1] = c.join([*(escape(p, d) for p in eld),
-                             s.join([escape(error_code, d), escape(error_text, d), "HL70357"])])
+            err[1] = c.join(
+                [
+                    *(escape(p, d) for p in eld),
+                    s.join([escape(error_code, d), escape(error_text, d), "HL70357"]),
+                ]
+            )
         while err[-1] == "":
             err.pop()
         segments.append(f.join(err))

@@ -403,7 +403,7 @@ def parse_message(raw: bytes, *, default_charset: str = "UNICODE UTF-8") -> Mess
     """
     data = bytes(raw)
     if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM):]
+        data = data[len(_UTF8_BOM) :]
     data = data.lstrip(b"\r\n")
     if not data.strip():
         raise ER7Error("empty message", field="MSH", hl7_error_code="100")
@@ -420,8 +420,9 @@ def parse_message(raw: bytes, *, default_charset: str = "UNICODE UTF-8") -> Mess
             line_end = at
     header = _decode_header(data[:line_end])
     if len(header) < 8:
-        raise ER7Error("MSH segment is truncated before its delimiters", field="MSH-2",
-                       hl7_error_code="102")
+        raise ER7Error(
+            "MSH segment is truncated before its delimiters", field="MSH-2", hl7_error_code="102"
+        )
     field_sep = header[3]
     header_fields = header.split(field_sep)
     delimiters = _check_delimiters(field_sep, header_fields[1])
@@ -436,14 +437,18 @@ def parse_message(raw: bytes, *, default_charset: str = "UNICODE UTF-8") -> Mess
     if encoding is None:
         if not declared:
             raise ConfigurationError(f"unknown default HL7 character set {default_charset!r}")
-        raise ER7Error(f"unsupported character set {declared!r} in MSH-18", field="MSH-18",
-                       hl7_error_code="103", control_id=control_id)
+        raise ER7Error(
+            f"unsupported character set {declared!r} in MSH-18",
+            field="MSH-18",
+            hl7_error_code="103",
+            control_id=control_id,
+        )
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         where = "declared in MSH-18" if declared else "the facility default; MSH-18 is empty"
         raise ER7Error(
-            f"bytes {exc.object[exc.start:exc.end]!r} at offset {exc.start} are not valid "
+            f"bytes {exc.object[exc.start : exc.end]!r} at offset {exc.start} are not valid "
             f"{charset} ({where})",
             field="MSH-18",
             hl7_error_code="102",
@@ -479,16 +484,21 @@ def parse_message(raw: bytes, *, default_charset: str = "UNICODE UTF-8") -> Mess
     msh = segments[0]
     for field, what in ((9, "message type"), (10, "message control id"), (12, "version id")):
         if not msh.get(field):
-            raise ER7Error(f"MSH-{field} ({what}) is empty", field=f"MSH-{field}",
-                           hl7_error_code="101", control_id=control_id)
+            raise ER7Error(
+                f"MSH-{field} ({what}) is empty",
+                field=f"MSH-{field}",
+                hl7_error_code="101",
+                control_id=control_id,
+            )
     return message
 
 
 # ---------------------------------------------------------------- escapes
 
 
-def unescape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS,
-             encoding: str = "utf-8") -> str:
+def unescape(
+    value: str, delimiters: Delimiters = DEFAULT_DELIMITERS, encoding: str = "utf-8"
+) -> str:
     """Resolve HL7 escape sequences; unknown or broken ones are kept as written.
 
     Keeping them is deliberate: HIS systems often send Windows paths or stray
@@ -506,7 +516,7 @@ def unescape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS,
         closing = value.find(esc, opening + 1)
         if closing < 0:
             break
-        replacement = _escape_sequence(value[opening + 1:closing], delimiters, encoding)
+        replacement = _escape_sequence(value[opening + 1 : closing], delimiters, encoding)
         if replacement is None:
             out.append(value[start:closing])
             start = closing  # the closing char may open the next sequence
@@ -520,8 +530,15 @@ def unescape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS,
 
 def _escape_sequence(body: str, d: Delimiters, encoding: str) -> str | None:
     if len(body) == 1:
-        simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition,
-                  "E": d.escape, "H": "", "N": ""}
+        simple = {
+            "F": d.field,
+            "S": d.component,
+            "T": d.subcomponent,
+            "R": d.repetition,
+            "E": d.escape,
+            "H": "",
+            "N": "",
+        }
         if body in simple:
             return simple[body]
         if body == "P" and d.truncation:
@@ -626,12 +643,19 @@ def parse_ts(value: str, *, zone: ZoneInfo) -> datetime | None:
             offset = timedelta(hours=int(off_h), minutes=int(off_m))
             tz = timezone(-offset if sign == "-" else offset)
         moment = datetime(
-            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-            int(second or 0), int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz,
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=tz,
         )
     except ValueError as exc:
-        raise ER7Error(f"not a valid HL7 timestamp: {value!r} ({exc})",
-                       hl7_error_code="102") from None
+        raise ER7Error(
+            f"not a valid HL7 timestamp: {value!r} ({exc})", hl7_error_code="102"
+        ) from None
     return moment.astimezone(UTC)
 
 
@@ -646,8 +670,7 @@ def parse_date(value: str) -> date | None:
     try:
         return date(int(year), int(month or 1), int(day or 1))
     except ValueError as exc:
-        raise ER7Error(f"not a valid HL7 date: {value!r} ({exc})",
-                       hl7_error_code="102") from None
+        raise ER7Error(f"not a valid HL7 date: {value!r} ({exc})", hl7_error_code="102") from None
 
 
 def format_ts(moment: datetime, *, zone: ZoneInfo | None = None) -> str:

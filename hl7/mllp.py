@@ -118,9 +118,12 @@ class MllpDecoder:
         restart = start >= 0 and (end < 0 or start < end)
         stop = start if restart else (end if end >= 0 else len(data))
         if len(self._buffer) + stop - i > self.max_frame:
-            head = bytes((self._buffer + data[i:min(stop, i + _HEAD)])[:_HEAD])
-            events.append(FrameTooLarge(
-                f"frame exceeds {self.max_frame} bytes", data=head, limit=self.max_frame))
+            head = bytes((self._buffer + data[i : min(stop, i + _HEAD)])[:_HEAD])
+            events.append(
+                FrameTooLarge(
+                    f"frame exceeds {self.max_frame} bytes", data=head, limit=self.max_frame
+                )
+            )
             self._buffer.clear()
             if restart:
                 return start + 1
@@ -132,9 +135,13 @@ class MllpDecoder:
             return len(data)
         self._buffer += data[i:stop]
         if restart:
-            events.append(TruncatedFrame(
-                f"frame of {len(self._buffer)} bytes abandoned: new start block before its "
-                "end block", data=bytes(self._buffer)))
+            events.append(
+                TruncatedFrame(
+                    f"frame of {len(self._buffer)} bytes abandoned: new start block before its "
+                    "end block",
+                    data=bytes(self._buffer),
+                )
+            )
             self._buffer.clear()
             return start + 1
         if end >= 0:
@@ -306,13 +313,17 @@ class MllpServer:
                 async with asyncio.timeout(self.idle_timeout):
                     data = await reader.read(_READ_SIZE)
             except TimeoutError:
-                log.info("MLLP connection from %s idle for %.0f s: closing",
-                         peer, self.idle_timeout)
+                log.info(
+                    "MLLP connection from %s idle for %.0f s: closing", peer, self.idle_timeout
+                )
                 return
             if not data:
                 if decoder.pending:
-                    log.warning("MLLP connection from %s closed mid-frame (%d bytes dropped)",
-                                peer, decoder.pending)
+                    log.warning(
+                        "MLLP connection from %s closed mid-frame (%d bytes dropped)",
+                        peer,
+                        decoder.pending,
+                    )
                 return
             connection.busy = True
             try:
@@ -333,16 +344,16 @@ class MllpServer:
         try:
             return await self._handler(payload, peer)
         except Exception:
-            log.exception("MLLP handler failed on a message from %s: closing without a reply",
-                          peer)
+            log.exception("MLLP handler failed on a message from %s: closing without a reply", peer)
             raise ConnectionAbortedError("handler failed") from None
 
     async def _reject(self, problem: FramingError, peer: Peer) -> bytes | None:
         if isinstance(problem, JunkOutsideFrame) and problem.blank:
             log.debug("MLLP %s: %d blank bytes between frames", peer, len(problem.data))
             return None
-        log.warning("MLLP rejected data from %s: %s (starts %r)",
-                    peer, problem.reason, problem.data[:64])
+        log.warning(
+            "MLLP rejected data from %s: %s (starts %r)", peer, problem.reason, problem.data[:64]
+        )
         if self._on_reject is None:
             return None
         try:
@@ -372,7 +383,8 @@ class MllpClient:
 
     async def connect(self) -> None:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
+            asyncio.open_connection(self.host, self.port), self.timeout
+        )
         _nodelay(writer)
         self._reader, self._writer = reader, writer
 

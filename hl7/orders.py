@@ -51,11 +51,21 @@ _RESIDENT_AUTHORITIES = frozenset(
     {"CHN", "NNCHN", "GB11643", "RESIDENT", "RESIDENT_ID", "身份证", "居民身份证"}
 )
 _SEX = {
-    "M": Sex.male, "F": Sex.female, "O": Sex.other, "A": Sex.other, "U": Sex.unknown,
-    "N": Sex.unknown, "1": Sex.male, "2": Sex.female, "男": Sex.male, "女": Sex.female,
+    "M": Sex.male,
+    "F": Sex.female,
+    "O": Sex.other,
+    "A": Sex.other,
+    "U": Sex.unknown,
+    "N": Sex.unknown,
+    "1": Sex.male,
+    "2": Sex.female,
+    "男": Sex.male,
+    "女": Sex.female,
 }
 _PATIENT_CLASS = {
-    "E": PatientClass.emergency, "I": PatientClass.inpatient, "O": PatientClass.outpatient,
+    "E": PatientClass.emergency,
+    "I": PatientClass.inpatient,
+    "O": PatientClass.outpatient,
     "P": PatientClass.physical_exam,
 }
 _MODALITIES = frozenset({"DX", "CR", "CT", "MR", "US", "MG", "XA", "RF", "NM", "PT", "OT"})
@@ -132,9 +142,7 @@ class PatientMerge:
     prior_identifiers: tuple[PatientIdentity, ...]  # MRG-1: the identifiers merged away
 
 
-def map_message(
-    message: Message, *, zone: ZoneInfo
-) -> OrderMessage | PatientUpdate | PatientMerge:
+def map_message(message: Message, *, zone: ZoneInfo) -> OrderMessage | PatientUpdate | PatientMerge:
     """The order or patient event a message carries; raises HL7Error subclasses."""
     _check_header(message)
     code, trigger = message.message_code, message.trigger
@@ -149,23 +157,31 @@ def map_message(
 def _check_header(message: Message) -> None:
     code, trigger = message.message_code, message.trigger
     if code not in _SUPPORTED_EVENTS:
-        raise UnsupportedMessage(f"message type {code!r} is not supported", field="MSH-9",
-                                 hl7_error_code="200")
+        raise UnsupportedMessage(
+            f"message type {code!r} is not supported", field="MSH-9", hl7_error_code="200"
+        )
     if trigger not in _SUPPORTED_EVENTS[code]:
-        raise UnsupportedMessage(f"event {trigger!r} of {code} is not supported", field="MSH-9",
-                                 hl7_error_code="201")
+        raise UnsupportedMessage(
+            f"event {trigger!r} of {code} is not supported", field="MSH-9", hl7_error_code="201"
+        )
     if message.version not in SUPPORTED_VERSIONS:
         raise UnsupportedMessage(
             f"HL7 version {message.version!r} is not supported "
             f"(accepted: {', '.join(sorted(SUPPORTED_VERSIONS))})",
-            field="MSH-12", hl7_error_code="203")
+            field="MSH-12",
+            hl7_error_code="203",
+        )
     processing_id = message.processing_id
     if not processing_id:
-        raise UnsupportedMessage("MSH-11 (processing id) is empty", field="MSH-11",
-                                 hl7_error_code="101")
+        raise UnsupportedMessage(
+            "MSH-11 (processing id) is empty", field="MSH-11", hl7_error_code="101"
+        )
     if processing_id not in PROCESSING_IDS:
-        raise UnsupportedMessage(f"processing id {processing_id!r} is not supported",
-                                 field="MSH-11", hl7_error_code="202")
+        raise UnsupportedMessage(
+            f"processing id {processing_id!r} is not supported",
+            field="MSH-11",
+            hl7_error_code="202",
+        )
 
 
 # ---------------------------------------------------------------- patients
@@ -213,8 +229,7 @@ def _identity(repetition: Repetition, where: str) -> PatientIdentity | None:
         return None
     type_code = _blank(repetition.get(5)).upper()
     authority = _blank(repetition.get(4))
-    says_resident = (type_code in _RESIDENT_TYPES
-                     or authority.upper() in _RESIDENT_AUTHORITIES)
+    says_resident = type_code in _RESIDENT_TYPES or authority.upper() in _RESIDENT_AUTHORITIES
     if says_resident or (not type_code and len(value) == 18):
         try:
             value = normalise_resident_id(value)
@@ -248,7 +263,8 @@ def _phone(pid: Segment) -> str:
 def _address(pid: Segment) -> str:
     for repetition in pid.repetitions(11):
         street, other, city, state, postal, country = (
-            _blank(repetition.get(i)) for i in range(1, 7))
+            _blank(repetition.get(i)) for i in range(1, 7)
+        )
         county = _blank(repetition.get(9))
         if _CJK.search(street + other + city + state + county):
             parts: list[str] = []
@@ -257,8 +273,9 @@ def _address(pid: Segment) -> str:
                     parts.append(part)
             text = "".join(parts)
         else:
-            text = ", ".join(p for p in (street, other, city, f"{state} {postal}".strip(),
-                                         country) if p)
+            text = ", ".join(
+                p for p in (street, other, city, f"{state} {postal}".strip(), country) if p
+            )
         if text:
             return text
     return ""
@@ -268,22 +285,23 @@ def map_patient(message: Message) -> PatientDemographics:
     """The patient of a message, from PID (required) and PV1 (optional)."""
     pid = message.segment("PID")
     if pid is None:
-        raise MappingError(f"{message.message_type} has no PID segment", field="PID",
-                           hl7_error_code="100")
+        raise MappingError(
+            f"{message.message_type} has no PID segment", field="PID", hl7_error_code="100"
+        )
     identifiers = list(_identities(pid.repetitions(3), "PID-3"))
     ssn = _blank(pid.get(19))  # some HIS carry the resident ID in PID-19 (SSN)
     if len(ssn) == 18:
         try:
-            resident = PatientIdentity(normalise_resident_id(ssn), IdentifierKind.resident_id,
-                                       "")
+            resident = PatientIdentity(normalise_resident_id(ssn), IdentifierKind.resident_id, "")
         except InvalidResidentId:
             pass
         else:
             if all(i.value != resident.value for i in identifiers):
                 identifiers.append(resident)
     if not identifiers:
-        raise MappingError("PID-3 (patient identifier list) is empty", field="PID-3",
-                           hl7_error_code="101")
+        raise MappingError(
+            "PID-3 (patient identifier list) is empty", field="PID-3", hl7_error_code="101"
+        )
     try:
         birth_date = parse_date(_blank(pid.get(7)))
     except ER7Error as exc:
@@ -308,12 +326,16 @@ def _merge(message: Message, patient: PatientDemographics) -> PatientMerge:
     if not merges:
         raise MappingError("ADT^A40 has no MRG segment", field="MRG", hl7_error_code="100")
     if len(merges) > 1 or len(message.all("PID")) > 1:
-        raise MappingError("ADT^A40 with several patient pairs is not supported; "
-                           "send one merge per message", field="MRG", hl7_error_code="100")
+        raise MappingError(
+            "ADT^A40 with several patient pairs is not supported; send one merge per message",
+            field="MRG",
+            hl7_error_code="100",
+        )
     prior = _identities(merges[0].repetitions(1), "MRG-1")
     if not prior:
-        raise MappingError("MRG-1 (prior patient identifier list) is empty", field="MRG-1",
-                           hl7_error_code="101")
+        raise MappingError(
+            "MRG-1 (prior patient identifier list) is empty", field="MRG-1", hl7_error_code="101"
+        )
     return PatientMerge(patient=patient, prior_identifiers=prior)
 
 
@@ -324,22 +346,33 @@ def _orders(message: Message, *, zone: ZoneInfo, omi: bool) -> OrderMessage:
     patient = map_patient(message)
     groups = message.groups("ORC")
     if not groups:
-        raise MappingError(f"{message.message_type} has no ORC segment", field="ORC",
-                           hl7_error_code="100")
+        raise MappingError(
+            f"{message.message_type} has no ORC segment", field="ORC", hl7_error_code="100"
+        )
     orders = tuple(_order(group, zone=zone, omi=omi) for group in groups)
-    return OrderMessage(patient=patient, orders=orders,
-                        ordering_facility=_ordering_facility(message, groups[0].head))
+    return OrderMessage(
+        patient=patient,
+        orders=orders,
+        ordering_facility=_ordering_facility(message, groups[0].head),
+    )
 
 
 def _ordering_facility(message: Message, orc: Segment) -> str:
-    return (_blank(orc.get(21, 10)) or _blank(orc.get(21, 1)) or _blank(orc.get(17, 1))
-            or message.sending_facility)
+    return (
+        _blank(orc.get(21, 10))
+        or _blank(orc.get(21, 1))
+        or _blank(orc.get(17, 1))
+        or message.sending_facility
+    )
 
 
 def _sh(value: str, field: str, what: str) -> str:
     if len(value) > _SH_MAX:
-        raise MappingError(f"{what} {value!r} is longer than {_SH_MAX} characters",
-                           field=field, hl7_error_code="102")
+        raise MappingError(
+            f"{what} {value!r} is longer than {_SH_MAX} characters",
+            field=field,
+            hl7_error_code="102",
+        )
     return value
 
 
@@ -350,8 +383,9 @@ def _ts(segment: Segment | None, field: int, component: int, zone: ZoneInfo) -> 
     try:
         return parse_ts(value, zone=zone)
     except ER7Error as exc:
-        raise MappingError(f"{segment.name}-{field}: {exc}", field=f"{segment.name}-{field}",
-                           hl7_error_code="102") from None
+        raise MappingError(
+            f"{segment.name}-{field}: {exc}", field=f"{segment.name}-{field}", hl7_error_code="102"
+        ) from None
 
 
 def _first(*candidates: tuple[Segment | None, int, int]) -> tuple[str, str]:
@@ -376,21 +410,32 @@ def _order(group: SegmentGroup, *, zone: ZoneInfo, omi: bool) -> OrderEvent:
     if not control:
         raise MappingError("ORC-1 (order control) is empty", field="ORC-1", hl7_error_code="101")
     if control not in CONTROLS:
-        raise MappingError(f"order control {control!r} is not supported "
-                           f"(accepted: {', '.join(sorted(CONTROLS))})",
-                           field="ORC-1", hl7_error_code="103")
+        raise MappingError(
+            f"order control {control!r} is not supported (accepted: {', '.join(sorted(CONTROLS))})",
+            field="ORC-1",
+            hl7_error_code="103",
+        )
     if control in _NEEDS_DETAIL:
         if obr is None:
-            raise MappingError(f"ORC {group.index} ({control}) has no OBR segment", field="OBR",
-                               hl7_error_code="100")
+            raise MappingError(
+                f"ORC {group.index} ({control}) has no OBR segment",
+                field="OBR",
+                hl7_error_code="100",
+            )
         if omi and ipc is None:
-            raise MappingError(f"ORC {group.index} ({control}) has no IPC segment", field="IPC",
-                               hl7_error_code="100")
+            raise MappingError(
+                f"ORC {group.index} ({control}) has no IPC segment",
+                field="IPC",
+                hl7_error_code="100",
+            )
 
     placer, _ = _first((orc, 2, 1), (obr, 2, 1))
     if not placer:
-        raise MappingError("placer order number missing in ORC-2 and OBR-2",
-                           field="ORC-2/OBR-2", hl7_error_code="101")
+        raise MappingError(
+            "placer order number missing in ORC-2 and OBR-2",
+            field="ORC-2/OBR-2",
+            hl7_error_code="101",
+        )
     filler, _ = _first((orc, 3, 1), (obr, 3, 1))
 
     accession, where = _first((ipc, 1, 1), (obr, 18, 1))
@@ -406,16 +451,21 @@ def _order(group: SegmentGroup, *, zone: ZoneInfo, omi: bool) -> OrderEvent:
 
     exam_code = _blank(obr.get(4, 1)) if obr is not None else ""
     if control in _NEEDS_DETAIL and not exam_code:
-        raise MappingError("OBR-4 (universal service identifier) is empty", field="OBR-4",
-                           hl7_error_code="101")
+        raise MappingError(
+            "OBR-4 (universal service identifier) is empty", field="OBR-4", hl7_error_code="101"
+        )
 
     def obr_value(field: int, component: int = 1) -> str:
         return _blank(obr.get(field, component)) if obr is not None else ""
 
-    priorities = [obr_value(5), _blank(orc.get(7, 6)),
-                  _blank(tq1.get(9, 1)) if tq1 is not None else ""]
-    priority = (Priority.emergency if any(p.upper() in _STAT for p in priorities)
-                else Priority.routine)
+    priorities = [
+        obr_value(5),
+        _blank(orc.get(7, 6)),
+        _blank(tq1.get(9, 1)) if tq1 is not None else "",
+    ]
+    priority = (
+        Priority.emergency if any(p.upper() in _STAT for p in priorities) else Priority.routine
+    )
 
     provider = _xcn(orc.repetitions(12)) or (_xcn(obr.repetitions(16)) if obr else "")
     reasons = [(_blank(r.get(2)) or _blank(r.get(1))) for r in obr.repetitions(31)] if obr else []

@@ -113,23 +113,70 @@ def build_oru(
         return components(person.id, person.name) if person is not None else ""
 
     message_type = "ORU^R01" if version in ("2.3",) else "ORU^R01^ORU_R01"
-    msh = segment("MSH", "^~\\&", e(report.sending_application), e(report.sending_facility),
-                  e(report.receiving_application), e(report.receiving_facility), ts(now), "",
-                  message_type, e(control_id), "P", version, "", "", "", "", "", e(charset))
+    msh = segment(
+        "MSH",
+        "^~\\&",
+        e(report.sending_application),
+        e(report.sending_facility),
+        e(report.receiving_application),
+        e(report.receiving_facility),
+        ts(now),
+        "",
+        message_type,
+        e(control_id),
+        "P",
+        version,
+        "",
+        "",
+        "",
+        "",
+        "",
+        e(charset),
+    )
     identifiers = "~".join(
         components(i.value, "", "", i.authority, _IDENTIFIER_TYPES[i.kind])
-        for i in report.patient_identifiers)
-    pid = segment("PID", "1", "", identifiers, "", e(report.patient_name), "",
-                  report.birth_date.strftime("%Y%m%d") if report.birth_date else "",
-                  report.sex.value)
-    orc = segment("ORC", "RE", e(report.placer_number), e(report.filler_number), "",
-                  _ORDER_STATUS[report.status])
-    obr_fields = ["OBR", "1", e(report.placer_number), e(report.filler_number),
-                  components(report.exam_code, report.exam_text, report.exam_coding_system),
-                  "", "", ts(report.observed_at)]
+        for i in report.patient_identifiers
+    )
+    pid = segment(
+        "PID",
+        "1",
+        "",
+        identifiers,
+        "",
+        e(report.patient_name),
+        "",
+        report.birth_date.strftime("%Y%m%d") if report.birth_date else "",
+        report.sex.value,
+    )
+    orc = segment(
+        "ORC",
+        "RE",
+        e(report.placer_number),
+        e(report.filler_number),
+        "",
+        _ORDER_STATUS[report.status],
+    )
+    obr_fields = [
+        "OBR",
+        "1",
+        e(report.placer_number),
+        e(report.filler_number),
+        components(report.exam_code, report.exam_text, report.exam_coding_system),
+        "",
+        "",
+        ts(report.observed_at),
+    ]
     obr_fields += [""] * (18 - len(obr_fields))  # up to OBR-17
-    obr_fields += [e(report.accession_number), "", f"V{report.report_version}", "",
-                   ts(report.reported_at), "", e(report.modality), report.status]
+    obr_fields += [
+        e(report.accession_number),
+        "",
+        f"V{report.report_version}",
+        "",
+        ts(report.reported_at),
+        "",
+        e(report.modality),
+        report.status,
+    ]
     obr_fields += [""] * (32 - len(obr_fields))  # up to OBR-31
     obr_fields += [ndl(report.interpreter), ndl(report.auditor)]
     segments = [msh, pid, orc, segment(*obr_fields)]
@@ -143,17 +190,50 @@ def build_oru(
             continue
         set_id += 1
         value = "~".join(e(line) for line in lines) if text_type == "TX" else e("\n".join(lines))
-        segments.append(segment("OBX", str(set_id), text_type, components(*code), "1", value,
-                                "", "", flag, "", "", report.status, "", "",
-                                ts(report.observed_at), "", observer))
+        segments.append(
+            segment(
+                "OBX",
+                str(set_id),
+                text_type,
+                components(*code),
+                "1",
+                value,
+                "",
+                "",
+                flag,
+                "",
+                "",
+                report.status,
+                "",
+                "",
+                ts(report.observed_at),
+                "",
+                observer,
+            )
+        )
     if report.study_instance_uid:
         set_id += 1
-        segments.append(segment("OBX", str(set_id), "HD", components(*STUDY_CODE), "1",
-                                e(report.study_instance_uid), "", "", "", "", "", report.status))
+        segments.append(
+            segment(
+                "OBX",
+                str(set_id),
+                "HD",
+                components(*STUDY_CODE),
+                "1",
+                e(report.study_instance_uid),
+                "",
+                "",
+                "",
+                "",
+                "",
+                report.status,
+            )
+        )
     text = "\r".join(segments) + "\r"
     try:
         return text.encode(encoding)
     except UnicodeEncodeError as exc:
         raise ConfigurationError(
-            f"the report holds {exc.object[exc.start:exc.end]!r}, which {charset} cannot "
-            "carry: configure the clinic's HL7 charset as UNICODE UTF-8 or GB 18030") from None
+            f"the report holds {exc.object[exc.start : exc.end]!r}, which {charset} cannot "
+            "carry: configure the clinic's HL7 charset as UNICODE UTF-8 or GB 18030"
+        ) from None

@@ -55,9 +55,7 @@ class ExamCodeAlias(SQLModel, table=True):
     """
 
     __tablename__ = "exam_code_alias"
-    __table_args__ = (
-        UniqueConstraint("facility_id", "code", name="uq_exam_code_alias"),
-    )
+    __table_args__ = (UniqueConstraint("facility_id", "code", name="uq_exam_code_alias"),)
 
     id: int | None = Field(default=None, primary_key=True)
     facility_id: int | None = Field(default=None, foreign_key="facility.id")

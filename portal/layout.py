@@ -62,8 +62,9 @@ def _user_block() -> rx.Component:
     return rx.hstack(
         rx.text(SessionState.display_name, weight="bold", size="2", data_testid="user-name"),
         rx.badge(SessionState.role_label, variant="soft", size="2", data_testid="user-role"),
-        rx.text(SessionState.facility_label, size="2", color_scheme="gray",
-                data_testid="user-facility"),
+        rx.text(
+            SessionState.facility_label, size="2", color_scheme="gray", data_testid="user-facility"
+        ),
         align="center",
         spacing="3",
     )

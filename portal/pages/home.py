@@ -125,8 +125,9 @@ def _facility_card() -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.heading(SessionState.facility_label, size="5", as_="h1",
-                           data_testid="facility-name"),
+                rx.heading(
+                    SessionState.facility_label, size="5", as_="h1", data_testid="facility-name"
+                ),
                 rx.cond(
                     HomeState.facility_code != "",
                     rx.badge(HomeState.facility_code, variant="outline", color_scheme="gray"),
@@ -171,8 +172,9 @@ def _work_card() -> rx.Component:
                 HomeState.status_line != "",
                 rx.text(HomeState.status_line, size="3", data_testid="status-line"),
             ),
-            rx.text(HomeState.outlook_line, size="2", color_scheme="gray",
-                    data_testid="outlook-line"),
+            rx.text(
+                HomeState.outlook_line, size="2", color_scheme="gray", data_testid="outlook-line"
+            ),
             spacing="2",
             width="100%",
         ),

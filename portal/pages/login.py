@@ -118,7 +118,9 @@ class LoginState(SessionState):
         try:
             # argon2 and the database take a moment: keep the event loop free.
             outcome = await asyncio.to_thread(
-                attempt_login, username, password,
+                attempt_login,
+                username,
+                password,
                 source_address=self.router.session.client_ip,
             )
         except Exception:  # bad settings, database down: say so, log the cause
@@ -132,8 +134,9 @@ class LoginState(SessionState):
         yield rx.redirect(routes.HOME, replace=True)
 
 
-def _field(label_key: str, name: str, input_type: str, error: rx.Var[str],
-           autocomplete: str) -> rx.Component:
+def _field(
+    label_key: str, name: str, input_type: str, error: rx.Var[str], autocomplete: str
+) -> rx.Component:
     return rx.vstack(
         rx.el.label(tr(label_key), html_for=name, font_weight="500", font_size="14px"),
         rx.input(
@@ -157,8 +160,9 @@ def login_page() -> rx.Component:
     form = rx.form(
         rx.vstack(
             _field("username", "username", "text", LoginState.username_error, "username"),
-            _field("password", "password", "password", LoginState.password_error,
-                   "current-password"),
+            _field(
+                "password", "password", "password", LoginState.password_error, "current-password"
+            ),
             rx.button(
                 rx.cond(LoginState.busy, tr("signing_in"), tr("sign_in")),
                 type="submit",

@@ -82,8 +82,9 @@ def apy_repetitions(segment: Any, field: int) -> list[Any]:
     return [f for f in segment.children if f.name == f"{segment.name}_{field}"]
 
 
-def apy_value(segment: Any, field: int, component: int = 1, repetition: int = 1,
-              subcomponent: int = 1) -> str:
+def apy_value(
+    segment: Any, field: int, component: int = 1, repetition: int = 1, subcomponent: int = 1
+) -> str:
     """The escaped value hl7apy holds at that position, "" when absent."""
     repetitions = apy_repetitions(segment, field)
     if len(repetitions) < repetition:

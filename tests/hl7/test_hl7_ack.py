@@ -48,8 +48,15 @@ def test_aa_for_an_orm() -> None:
 
 def test_ae_with_error_segment_v25() -> None:
     original = parse_sample("orm_o01_v25_zds.hl7")
-    raw = build_ack(original, code="AE", text="PID-3: 居民身份证号校验位错误 | 请核对",
-                    error_location="PID-3", error_code="102", control_id="HUREN-2", now=NOW)
+    raw = build_ack(
+        original,
+        code="AE",
+        text="PID-3: 居民身份证号校验位错误 | 请核对",
+        error_location="PID-3",
+        error_code="102",
+        control_id="HUREN-2",
+        now=NOW,
+    )
     ack = read(raw)
     assert ack.message_type == "ACK^O01" and ack.version == "2.5"
     assert ack.receiving_application == "RIS" and ack.header.get(5, 2) == "2.16.156.10011.2.5.1"
@@ -66,20 +73,39 @@ def test_ae_with_error_segment_v25() -> None:
 
 def test_ar_error_segment_before_v25_also_fills_err1() -> None:
     original = parse_sample("orm_o01_v231_obr18.hl7")
-    ack = read(build_ack(original, code="AR", text="unsupported version",
-                         error_location="MSH-12", error_code="203", control_id="H3", now=NOW))
+    ack = read(
+        build_ack(
+            original,
+            code="AR",
+            text="unsupported version",
+            error_location="MSH-12",
+            error_code="203",
+            control_id="H3",
+            now=NOW,
+        )
+    )
     err = ack.segment("ERR")
     assert err is not None
     assert [err.get(1, c) for c in (1, 2, 3)] == ["MSH", "1", "12"]
     assert [err.get(1, 4, subcomponent=s) for s in (1, 2, 3)] == [
-        "203", "Unsupported version id", "HL70357"]
+        "203",
+        "Unsupported version id",
+        "HL70357",
+    ]
     assert err.get(2) == "MSH" and err.get(3) == "203"
 
 
 def test_gb18030_message_gets_a_gb18030_ack() -> None:
     original = parse_sample("orm_o01_v231_gb18030.hl7")
-    raw = build_ack(original, code="AE", text="检查项目代码不存在", error_location="OBR-4",
-                    error_code="103", control_id="H4", now=NOW)
+    raw = build_ack(
+        original,
+        code="AE",
+        text="检查项目代码不存在",
+        error_location="OBR-4",
+        error_code="103",
+        control_id="H4",
+        now=NOW,
+    )
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")
     ack = read(raw, charset="UNICODE UTF-8")  # MSH-18 is echoed: no default needed
@@ -102,8 +128,9 @@ def test_message_without_msh18_gets_an_ack_in_the_same_default() -> None:
 def test_custom_delimiters_are_kept_and_text_is_escaped() -> None:
     original = parse_sample("orm_o01_v231_delimiters.hl7")
     text = "bad # field ! and \\ and ~ and &"
-    raw = build_ack(original, code="AE", text=text, error_location="OBR-13", control_id="H6",
-                    now=NOW)
+    raw = build_ack(
+        original, code="AE", text=text, error_location="OBR-13", control_id="H6", now=NOW
+    )
     assert raw.startswith(b"MSH#!~\\&#HUREN#HUREN#HIS#ZAZWSY#")
     ack = read(raw)
     msa, err = ack.segment("MSA"), ack.segment("ERR")
@@ -113,8 +140,15 @@ def test_custom_delimiters_are_kept_and_text_is_escaped() -> None:
 
 
 def test_ack_for_unparseable_input() -> None:
-    raw = build_ack(None, code="AR", text="message does not start with an MSH segment",
-                    error_location="MSH", error_code="100", control_id="H7", now=NOW)
+    raw = build_ack(
+        None,
+        code="AR",
+        text="message does not start with an MSH segment",
+        error_location="MSH",
+        error_code="100",
+        control_id="H7",
+        now=NOW,
+    )
     ack = read(raw)
     assert ack.message_type == "ACK" and ack.version == "2.5" and ack.processing_id == "P"
     assert ack.declared_charset == ""
@@ -129,9 +163,17 @@ def test_ack_from_an_er7_error_keeps_what_was_recovered() -> None:
     with pytest.raises(ER7Error) as caught:
         parse_message(bad)
     error = caught.value
-    raw = build_ack(None, code=error.ack_code, text=str(error), error_location=error.field,
-                    error_code=error.hl7_error_code, control_id="H8", now=NOW,
-                    charset="GB 18030", original_control_id=error.control_id)
+    raw = build_ack(
+        None,
+        code=error.ack_code,
+        text=str(error),
+        error_location=error.field,
+        error_code=error.hl7_error_code,
+        control_id="H8",
+        now=NOW,
+        charset="GB 18030",
+        original_control_id=error.control_id,
+    )
     ack = read(raw)
     msa = ack.segment("MSA")
     assert msa is not None and msa.get(2) == "ZA20240305000123"
@@ -140,8 +182,11 @@ def test_ack_from_an_er7_error_keeps_what_was_recovered() -> None:
 
 def test_msa3_is_cut_to_80_characters_but_err8_keeps_everything() -> None:
     long_text = "错误" * 100
-    ack = read(build_ack(parse_sample("adt_a01_v25.hl7"), code="AE", text=long_text,
-                         control_id="H9", now=NOW))
+    ack = read(
+        build_ack(
+            parse_sample("adt_a01_v25.hl7"), code="AE", text=long_text, control_id="H9", now=NOW
+        )
+    )
     msa, err = ack.segment("MSA"), ack.segment("ERR")
     assert msa is not None and err is not None
     assert len(msa.get(3)) == 80 and msa.get(3).endswith("...")
@@ -150,10 +195,19 @@ def test_msa3_is_cut_to_80_characters_but_err8_keeps_everything() -> None:
 
 @pytest.mark.parametrize(
     ("field", "location"),
-    [("PID-3", ["PID", "1", "3"]), ("PID", ["PID", "1"]), ("MSH-9", ["MSH", "1", "9"]),
-     ("OBR-4.1", ["OBR", "1", "4", "1", "1"]), ("OBR-4.1.2", ["OBR", "1", "4", "1", "1", "2"]),
-     ("OBR[2]-4", ["OBR", "2", "4"]), ("ORC-2/OBR-2", ["ORC", "1", "2"]),
-     ("PID^1^3", ["PID", "1", "3"]), ("segment 3", None), (None, None), ("", None)],
+    [
+        ("PID-3", ["PID", "1", "3"]),
+        ("PID", ["PID", "1"]),
+        ("MSH-9", ["MSH", "1", "9"]),
+        ("OBR-4.1", ["OBR", "1", "4", "1", "1"]),
+        ("OBR-4.1.2", ["OBR", "1", "4", "1", "1", "2"]),
+        ("OBR[2]-4", ["OBR", "2", "4"]),
+        ("ORC-2/OBR-2", ["ORC", "1", "2"]),
+        ("PID^1^3", ["PID", "1", "3"]),
+        ("segment 3", None),
+        (None, None),
+        ("", None),
+    ],
 )
 def test_location_of(field: str | None, location: list[str] | None) -> None:
     assert location_of(field) == location
@@ -171,9 +225,15 @@ def test_every_mapping_error_becomes_a_readable_ack() -> None:
         with pytest.raises(HL7Error) as caught:
             map_message(message, zone=ZONE)
         error = caught.value
-        raw = build_ack(message, code=error.ack_code, text=str(error),
-                        error_location=error.field, error_code=error.hl7_error_code,
-                        control_id="HX", now=NOW)
+        raw = build_ack(
+            message,
+            code=error.ack_code,
+            text=str(error),
+            error_location=error.field,
+            error_code=error.hl7_error_code,
+            control_id="HX",
+            now=NOW,
+        )
         ack = read(raw)
         err = ack.segment("ERR")
         assert err is not None and err.get(3) == error.hl7_error_code
@@ -186,8 +246,15 @@ def test_every_mapping_error_becomes_a_readable_ack() -> None:
 @pytest.mark.parametrize("code", ["AA", "AE", "AR"])
 def test_hl7apy_reads_every_ack(name: str, code: Literal["AA", "AE", "AR"]) -> None:
     original = parse_sample(name)
-    raw = build_ack(original, code=code, text="说明 text", error_location="PID-3",
-                    error_code="101", control_id="HUREN-ACK-1", now=NOW)
+    raw = build_ack(
+        original,
+        code=code,
+        text="说明 text",
+        error_location="PID-3",
+        error_code="101",
+        control_id="HUREN-ACK-1",
+        now=NOW,
+    )
     ours = parse_message(raw, default_charset=original.charset)
     apy = hl7apy_parse(ours.text, find_groups=False)
     msh, msa = apy_segments(apy, "MSH")[0], apy_segments(apy, "MSA")[0]

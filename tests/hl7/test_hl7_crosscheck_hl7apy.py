@@ -79,8 +79,8 @@ def test_named_fields_agree(name: str) -> None:
     assert ours.declared_charset == apy_value(msh, 18)
 
     checks = {
-        "PID": [(3, c, r) for r in (1, 2) for c in (1, 4, 5)] + [(5, 1, 1), (5, 2, 1),
-                                                                   (7, 1, 1), (8, 1, 1)],
+        "PID": [(3, c, r) for r in (1, 2) for c in (1, 4, 5)]
+        + [(5, 1, 1), (5, 2, 1), (7, 1, 1), (8, 1, 1)],
         "ORC": [(1, 1, 1), (2, 1, 1), (3, 1, 1), (5, 1, 1), (12, 2, 1), (12, 3, 1)],
         "OBR": [(2, 1, 1), (4, 1, 1), (4, 2, 1), (4, 3, 1), (18, 1, 1), (24, 1, 1)],
         "IPC": [(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1), (5, 1, 1), (9, 1, 1)],
@@ -89,8 +89,9 @@ def test_named_fields_agree(name: str) -> None:
     }
     d, encoding = ours.delimiters, ours.encoding
     for segment_name, positions in checks.items():
-        for mine, apy in zip(ours.all(segment_name), apy_segments(theirs, segment_name),
-                             strict=True):
+        for mine, apy in zip(
+            ours.all(segment_name), apy_segments(theirs, segment_name), strict=True
+        ):
             for field, component, repetition in positions:
                 expected = unescape(apy_value(apy, field, component, repetition), d, encoding)
                 assert mine.get(field, component, repetition) == expected

@@ -100,7 +100,10 @@ def test_segment_lookups_and_groups() -> None:
     assert len(message.all("OBR")) == 3
     groups = message.groups("ORC")
     assert [[s.name for s in g] for g in groups] == [
-        ["ORC", "OBR", "NTE"], ["ORC", "OBR"], ["ORC", "OBR"]]
+        ["ORC", "OBR", "NTE"],
+        ["ORC", "OBR"],
+        ["ORC", "OBR"],
+    ]
     assert [g.index for g in groups] == [1, 2, 3]
     assert groups[1].head.get(2) == "ZA2024031200202"
     second_obr = groups[1].segment("OBR")
@@ -170,8 +173,9 @@ def test_escapes_in_a_sample_are_decoded_where_read() -> None:
     assert pid.get(3) == "FY0049&7712"  # \T\ inside a component is data, not a split
     assert pid.get(5, 2) == "明\\月"
     assert pid.get(11) == "胜境街道 3^5 号"
-    assert obr.get(13) == ("血压 150|95 mmHg\n既往史：高血压~糖尿病\n碘过敏史：无 "
-                           "影像路径 D:\\pacs\\old 中文")
+    assert obr.get(13) == (
+        "血压 150|95 mmHg\n既往史：高血压~糖尿病\n碘过敏史：无 影像路径 D:\\pacs\\old 中文"
+    )
     assert nte.get(3) == "C:\\temp\\scan unescaped backslashes kept"
 
 
@@ -281,9 +285,18 @@ def test_undecodable_bytes_for_the_declared_charset() -> None:
 
 @pytest.mark.parametrize(
     ("declared", "codec"),
-    [("UNICODE UTF-8", "utf-8"), ("UNICODE", "utf-8"), ("GB 18030", "gb18030"),
-     ("GB18030", "gb18030"), ("GBK", "gb18030"), ("8859/1", "latin-1"), ("ASCII", "ascii"),
-     ("gb  18030", "gb18030"), ("UNICODE UTF-16", None), ("EBCDIC", None)],
+    [
+        ("UNICODE UTF-8", "utf-8"),
+        ("UNICODE", "utf-8"),
+        ("GB 18030", "gb18030"),
+        ("GB18030", "gb18030"),
+        ("GBK", "gb18030"),
+        ("8859/1", "latin-1"),
+        ("ASCII", "ascii"),
+        ("gb  18030", "gb18030"),
+        ("UNICODE UTF-16", None),
+        ("EBCDIC", None),
+    ],
 )
 def test_charset_names(declared: str, codec: str | None) -> None:
     assert codec_for(declared) == codec
@@ -337,8 +350,11 @@ GOOD_MSH = b"MSH|^~\\&|HIS|ZAZWSY|HUREN|HUREN|20240305083012||ORM^O01|C1|P|2.3.1
         (b"MSH|^~\\&|HIS|ZAZWSY|HUREN|HUREN|2024||ORM^O01|C1|P", "MSH-12", "version"),
         (b"MSH|^~\\&|HIS|ZAZWSY|HUREN|HUREN|2024||^O01|C1|P|2.5", "MSH-9", "MSH-9"),
         (GOOD_MSH + b"\rPID|1\rthis is not a segment\r", "segment 3", "not a segment"),
-        (GOOD_MSH + b"\rPID|1\rOBR|1|P1||CT^head\nCT with contrast\r", "segment 4",
-         "not a segment"),
+        (
+            GOOD_MSH + b"\rPID|1\rOBR|1|P1||CT^head\nCT with contrast\r",
+            "segment 4",
+            "not a segment",
+        ),
         (GOOD_MSH + b"\rpid|1\r", "segment 2", "not a segment"),
         (GOOD_MSH + b"\rPIDX|1\r", "segment 2", "not a segment"),
         (GOOD_MSH + b"\rP\r", "segment 2", "not a segment"),
@@ -403,8 +419,20 @@ def test_parse_ts(value: str, expected: datetime | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["2024030", "20241305", "20240230", "20240305250000", "202403050830121",
-              "yesterday", "20240305+8", "20240305083012+2400", "2024-3-5", "2024/03/05"])
+    "value",
+    [
+        "2024030",
+        "20241305",
+        "20240230",
+        "20240305250000",
+        "202403050830121",
+        "yesterday",
+        "20240305+8",
+        "20240305083012+2400",
+        "2024-3-5",
+        "2024/03/05",
+    ],
+)
 def test_parse_ts_refuses_what_is_not_a_timestamp(value: str) -> None:
     with pytest.raises(ER7Error) as caught:
         parse_ts(value, zone=ZONE)

@@ -11,8 +11,9 @@ from hl7.er7 import DEFAULT_DELIMITERS, Message, escape, parse_message, unescape
 from hl7.errors import ER7Error, HL7Error
 from hl7.orders import map_message
 
-FUZZ = settings(max_examples=300, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 SAMPLE_BYTES = [(name, load(name)) for name in SAMPLES]
 WIRE_BYTES = st.sampled_from(list(b"|^~\\&\r\n MSH0123456789AZ\x00\x0b\x1c\xe4\xb8\xad\xff"))
 
@@ -26,8 +27,15 @@ def _read_everything(message: Message) -> None:
             for repetition in segment.repetitions(field):
                 repetition.get(1)
                 repetition.components()
-    _ = (message.message_type, message.structure, message.control_id, message.version,
-         message.processing_id, message.sending_facility, message.groups("ORC"))
+    _ = (
+        message.message_type,
+        message.structure,
+        message.control_id,
+        message.version,
+        message.processing_id,
+        message.sending_facility,
+        message.groups("ORC"),
+    )
 
 
 def _parse_or_refuse(raw: bytes, charset: str = "UNICODE UTF-8") -> None:
@@ -59,9 +67,14 @@ def test_random_bytes_made_of_hl7_characters(raw: bytes) -> None:
 @given(
     sample=st.sampled_from(SAMPLE_BYTES),
     edits=st.lists(
-        st.tuples(st.sampled_from(["replace", "insert", "delete"]), st.integers(0, 10_000),
-                  st.integers(0, 255)),
-        min_size=1, max_size=6),
+        st.tuples(
+            st.sampled_from(["replace", "insert", "delete"]),
+            st.integers(0, 10_000),
+            st.integers(0, 255),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
 )
 def test_mutated_samples(sample: tuple[str, bytes], edits: list[tuple[str, int, int]]) -> None:
     name, original = sample
@@ -98,8 +111,10 @@ def test_escape_round_trips_any_text(text: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=80))
 def test_escaped_values_survive_a_whole_message(value: str) -> None:
     text = value.replace("\r\n", "\n").replace("\r", "\n")
-    raw = ("MSH|^~\\&|HIS|X|HUREN|HUREN|20240101||ADT^A08|1|P|2.5||||||UNICODE UTF-8\r"
-           f"PID|1||{escape(value, DEFAULT_DELIMITERS)}^^^X^MR\r").encode()
+    raw = (
+        "MSH|^~\\&|HIS|X|HUREN|HUREN|20240101||ADT^A08|1|P|2.5||||||UNICODE UTF-8\r"
+        f"PID|1||{escape(value, DEFAULT_DELIMITERS)}^^^X^MR\r"
+    ).encode()
     pid = parse_message(raw).segment("PID")
     assert pid is not None and pid.get(3) == text
 

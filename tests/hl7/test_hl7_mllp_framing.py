@@ -49,8 +49,14 @@ def test_several_frames_in_one_chunk() -> None:
 def test_every_single_split_position_gives_the_same_events() -> None:
     stream = frame(MSG1) + b"junk" + frame(MSG2) + b"\r\n" + frame(b"") + frame(MSG3)
     expected = _describe(MllpDecoder().feed(stream))
-    assert expected == [MSG1, ("JunkOutsideFrame", b"junk"), MSG2,
-                        ("JunkOutsideFrame", b"\r\n"), b"", MSG3]
+    assert expected == [
+        MSG1,
+        ("JunkOutsideFrame", b"junk"),
+        MSG2,
+        ("JunkOutsideFrame", b"\r\n"),
+        b"",
+        MSG3,
+    ]
     for cut in range(len(stream) + 1):
         events = _feed_in_pieces(MllpDecoder(), stream, [cut])
         payloads = [e for e in events if isinstance(e, bytes)]
@@ -84,8 +90,11 @@ def test_end_block_without_carriage_return_is_accepted() -> None:
 
 def test_junk_between_frames_is_reported_not_dropped() -> None:
     events = MllpDecoder().feed(b"GET / HTTP/1.1\r\n" + frame(MSG1) + b"\x00\x01")
-    assert _describe(events) == [("JunkOutsideFrame", b"GET / HTTP/1.1\r\n"), MSG1,
-                                 ("JunkOutsideFrame", b"\x00\x01")]
+    assert _describe(events) == [
+        ("JunkOutsideFrame", b"GET / HTTP/1.1\r\n"),
+        MSG1,
+        ("JunkOutsideFrame", b"\x00\x01"),
+    ]
     junk = events[0]
     assert isinstance(junk, JunkOutsideFrame) and isinstance(junk, ValidationError)
     assert not junk.blank and "outside any MLLP frame" in junk.reason
@@ -161,8 +170,10 @@ def test_max_frame_must_be_positive() -> None:
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(
-    payloads=st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(
-        b"\x1c", b"")), max_size=6),
+    payloads=st.lists(
+        st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")),
+        max_size=6,
+    ),
     cuts=st.lists(st.integers(0, 3000), max_size=10),
 )
 def test_any_payloads_any_chunking(payloads: list[bytes], cuts: list[int]) -> None:
@@ -173,8 +184,10 @@ def test_any_payloads_any_chunking(payloads: list[bytes], cuts: list[int]) -> No
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(
-    data=st.lists(st.sampled_from([b"\x0b", b"\x1c", b"\x0d", b"\n", b"MSH|", b"x" * 30, b"\xff"]),
-                  max_size=40).map(b"".join),
+    data=st.lists(
+        st.sampled_from([b"\x0b", b"\x1c", b"\x0d", b"\n", b"MSH|", b"x" * 30, b"\xff"]),
+        max_size=40,
+    ).map(b"".join),
     cuts=st.lists(st.integers(0, 1300), max_size=12),
 )
 def test_any_bytes_any_chunking_same_outcome(data: bytes, cuts: list[int]) -> None:

@@ -19,8 +19,10 @@ NOW = datetime(2024, 3, 5, 8, 30, tzinfo=UTC)
 
 
 def orm(control_id: str) -> bytes:
-    return (f"MSH|^~\\&|HIS|ZAZWSY|HUREN|HUREN|20240305083012||ORM^O01|{control_id}|P|2.3.1"
-            "||||||UNICODE UTF-8\rPID|1||0012345^^^ZAZWSY^MR||李^建国\r").encode()
+    return (
+        f"MSH|^~\\&|HIS|ZAZWSY|HUREN|HUREN|20240305083012||ORM^O01|{control_id}|P|2.3.1"
+        "||||||UNICODE UTF-8\rPID|1||0012345^^^ZAZWSY^MR||李^建国\r"
+    ).encode()
 
 
 async def ack_handler(payload: bytes, peer: Peer) -> bytes:
@@ -115,7 +117,7 @@ def test_one_message_across_many_packets() -> None:
             reader, writer = await asyncio.open_connection(HOST, server.port)
             data = frame(orm("SPLIT"))
             for index in range(0, len(data), 7):
-                writer.write(data[index:index + 7])
+                writer.write(data[index : index + 7])
                 await writer.drain()
                 await asyncio.sleep(0.001)
             assert acked(await read_frame(reader)) == "SPLIT"

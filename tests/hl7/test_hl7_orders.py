@@ -52,8 +52,10 @@ def mapping_error(text: str) -> HL7Error:
 def test_orm_v231_with_accession_in_obr18() -> None:
     message = order_message("orm_o01_v231_obr18.hl7")
     assert message.patient == PatientDemographics(
-        identifiers=(PatientIdentity("0012345", MRN, "ZAZWSY"),
-                     PatientIdentity("530102196804120374", RESIDENT, "CHN")),
+        identifiers=(
+            PatientIdentity("0012345", MRN, "ZAZWSY"),
+            PatientIdentity("530102196804120374", RESIDENT, "CHN"),
+        ),
         name="李建国",
         birth_date=date(1968, 4, 12),
         sex=Sex.male,
@@ -62,28 +64,30 @@ def test_orm_v231_with_accession_in_obr18() -> None:
         patient_class=PatientClass.outpatient,
     )
     assert message.ordering_facility == "ZAZWSY"  # ORC-17 names the sender itself
-    assert message.orders == (OrderEvent(
-        control="NW",
-        order_status="SC",
-        placer_number="ZA2024030500123",
-        filler_number="",
-        accession_number="ZA24030500123",
-        study_instance_uid="",
-        requested_procedure_id="RP0123",
-        sps_id="SPS0123",
-        modality="CT",
-        station_aet="",
-        exam_code="CT0101",
-        exam_coding_system="HR-EXAM",
-        exam_text="胸部CT平扫",
-        exam_alt_code="",
-        exam_alt_system="",
-        priority=Priority.routine,
-        ordering_provider="王丽萍",
-        reason="肺部感染待排",
-        requested_at=datetime(2024, 3, 5, 0, 30, tzinfo=UTC),
-        scheduled_at=datetime(2024, 3, 5, 1, 0, tzinfo=UTC),
-    ),)
+    assert message.orders == (
+        OrderEvent(
+            control="NW",
+            order_status="SC",
+            placer_number="ZA2024030500123",
+            filler_number="",
+            accession_number="ZA24030500123",
+            study_instance_uid="",
+            requested_procedure_id="RP0123",
+            sps_id="SPS0123",
+            modality="CT",
+            station_aet="",
+            exam_code="CT0101",
+            exam_coding_system="HR-EXAM",
+            exam_text="胸部CT平扫",
+            exam_alt_code="",
+            exam_alt_system="",
+            priority=Priority.routine,
+            ordering_provider="王丽萍",
+            reason="肺部感染待排",
+            requested_at=datetime(2024, 3, 5, 0, 30, tzinfo=UTC),
+            scheduled_at=datetime(2024, 3, 5, 1, 0, tzinfo=UTC),
+        ),
+    )
 
 
 def test_orm_v25_with_zds_study_uid() -> None:
@@ -97,8 +101,7 @@ def test_orm_v25_with_zds_study_uid() -> None:
     assert order.scheduled_at == datetime(2024, 3, 6, 6, 0, tzinfo=UTC)  # ORC-7.4
     assert message.ordering_facility == "FYXRMYY"  # ORC-21.10
     assert message.patient.phone == "08743216548"  # v2.5 XTN: area code + local number
-    assert message.patient.identifiers[1] == PatientIdentity("530381198511020746", RESIDENT,
-                                                             "CHN")
+    assert message.patient.identifiers[1] == PatientIdentity("530381198511020746", RESIDENT, "CHN")
     assert message.patient.patient_class is PatientClass.inpatient
     assert message.patient.name == "张晓燕"
 
@@ -137,8 +140,9 @@ def test_ipc_study_uid_wins_over_zds() -> None:
 
 def test_several_orders_in_one_message() -> None:
     message = order_message("orm_o01_multi_orc.hl7")
-    assert [(o.placer_number, o.accession_number, o.modality, o.exam_code)
-            for o in message.orders] == [
+    assert [
+        (o.placer_number, o.accession_number, o.modality, o.exam_code) for o in message.orders
+    ] == [
         ("ZA2024031200201", "ZA24031200201", "CT", "CT0101"),
         ("ZA2024031200202", "ZA24031200202", "DX", "DR0102"),
         ("ZA2024031200203", "ZA24031200203", "US", "US0201"),
@@ -181,8 +185,12 @@ def test_tq1_priority_in_omi() -> None:
 
 @pytest.mark.parametrize(
     ("name", "control", "status"),
-    [("orm_o01_v231_xo.hl7", "XO", "SC"), ("orm_o01_v231_ca.hl7", "CA", "CA"),
-     ("orm_o01_v231_dc.hl7", "DC", "DC"), ("orm_o01_v231_sc.hl7", "SC", "IP")],
+    [
+        ("orm_o01_v231_xo.hl7", "XO", "SC"),
+        ("orm_o01_v231_ca.hl7", "CA", "CA"),
+        ("orm_o01_v231_dc.hl7", "DC", "DC"),
+        ("orm_o01_v231_sc.hl7", "SC", "IP"),
+    ],
 )
 def test_order_controls(name: str, control: str, status: str) -> None:
     order = only_order(name)
@@ -220,7 +228,10 @@ def test_escaped_values_arrive_unescaped() -> None:
 def test_custom_delimiters_map_like_any_other() -> None:
     order = only_order("orm_o01_v231_delimiters.hl7")
     assert (order.accession_number, order.modality, order.reason) == (
-        "ZA24031700401", "DX", "体温#37.5℃ 咳嗽")
+        "ZA24031700401",
+        "DX",
+        "体温#37.5℃ 咳嗽",
+    )
 
 
 # ---------------------------------------------------------------- ADT
@@ -270,12 +281,13 @@ def test_a40_errors() -> None:
         ("530102196804120374^^^CHN^RI", PatientIdentity("530102196804120374", RESIDENT, "CHN")),
         ("530102196804120374^^^^NNCHN", PatientIdentity("530102196804120374", RESIDENT, "")),
         ("53010219900307448x^^^^ID", PatientIdentity("53010219900307448X", RESIDENT, "")),
-        ("53010219900307448X^^^GB11643", PatientIdentity("53010219900307448X", RESIDENT,
-                                                          "GB11643")),
+        (
+            "53010219900307448X^^^GB11643",
+            PatientIdentity("53010219900307448X", RESIDENT, "GB11643"),
+        ),
         ("530102196804120374", PatientIdentity("530102196804120374", RESIDENT, "")),
         ("530102196804120375", PatientIdentity("530102196804120375", MRN, "")),  # bad check
-        ("530102196804120374^^^ZAZWSY^MR", PatientIdentity("530102196804120374", MRN,
-                                                           "ZAZWSY")),
+        ("530102196804120374^^^ZAZWSY^MR", PatientIdentity("530102196804120374", MRN, "ZAZWSY")),
         ("0012345^^^ZAZWSY&1.2.156.9&ISO^PI", PatientIdentity("0012345", MRN, "ZAZWSY")),
         ("0012345", PatientIdentity("0012345", MRN, "")),
     ],
@@ -307,9 +319,16 @@ def test_empty_and_duplicate_identifiers() -> None:
 
 @pytest.mark.parametrize(
     ("family", "given", "name"),
-    [("李", "建国", "李建国"), ("欧阳", "明月", "欧阳明月"), ("张晓燕", "", "张晓燕"),
-     ("", "晓燕", "晓燕"), ("EVERYWOMAN", "EVE", "EVE EVERYWOMAN"), ('""', "", ""),
-     ("阿依古丽·买买提", "", "阿依古丽·买买提"), ("Wang", "小明", "Wang小明")],
+    [
+        ("李", "建国", "李建国"),
+        ("欧阳", "明月", "欧阳明月"),
+        ("张晓燕", "", "张晓燕"),
+        ("", "晓燕", "晓燕"),
+        ("EVERYWOMAN", "EVE", "EVE EVERYWOMAN"),
+        ('""', "", ""),
+        ("阿依古丽·买买提", "", "阿依古丽·买买提"),
+        ("Wang", "小明", "Wang小明"),
+    ],
 )
 def test_person_names(family: str, given: str, name: str) -> None:
     assert person_name(family, given) == name
@@ -323,8 +342,17 @@ def test_legal_name_preferred() -> None:
 
 @pytest.mark.parametrize(
     ("code", "sex"),
-    [("M", Sex.male), ("F", Sex.female), ("O", Sex.other), ("U", Sex.unknown), ("", Sex.unknown),
-     ("1", Sex.male), ("2", Sex.female), ("女", Sex.female), ("X", Sex.unknown)],
+    [
+        ("M", Sex.male),
+        ("F", Sex.female),
+        ("O", Sex.other),
+        ("U", Sex.unknown),
+        ("", Sex.unknown),
+        ("1", Sex.male),
+        ("2", Sex.female),
+        ("女", Sex.female),
+        ("X", Sex.unknown),
+    ],
 )
 def test_sex_codes(code: str, sex: Sex) -> None:
     result = mapped(set_field(text_of("adt_a08_v231_crlf.hl7"), "PID", 8, code))
@@ -333,9 +361,14 @@ def test_sex_codes(code: str, sex: Sex) -> None:
 
 @pytest.mark.parametrize(
     ("code", "patient_class"),
-    [("E", PatientClass.emergency), ("I", PatientClass.inpatient),
-     ("O", PatientClass.outpatient), ("P", PatientClass.physical_exam),
-     ("R", PatientClass.unknown), ("", PatientClass.unknown)],
+    [
+        ("E", PatientClass.emergency),
+        ("I", PatientClass.inpatient),
+        ("O", PatientClass.outpatient),
+        ("P", PatientClass.physical_exam),
+        ("R", PatientClass.unknown),
+        ("", PatientClass.unknown),
+    ],
 )
 def test_patient_class(code: str, patient_class: PatientClass) -> None:
     result = mapped(set_field(text_of("adt_a08_v231_crlf.hl7"), "PV1", 2, code))
@@ -369,11 +402,13 @@ def test_ordering_facility_sources() -> None:
         ("ORM^O01", "2.5", "", "101", "MSH-11"),
     ],
 )
-def test_unsupported_messages(msh9: str, version: str, processing: str, code: str,
-                              field: str) -> None:
+def test_unsupported_messages(
+    msh9: str, version: str, processing: str, code: str, field: str
+) -> None:
     text = text_of("orm_o01_v231_obr18.hl7")
-    text = set_field(set_field(set_field(text, "MSH", 9, msh9), "MSH", 12, version),
-                     "MSH", 11, processing)
+    text = set_field(
+        set_field(set_field(text, "MSH", 9, msh9), "MSH", 12, version), "MSH", 11, processing
+    )
     error = mapping_error(text)
     assert isinstance(error, UnsupportedMessage)
     assert (error.hl7_error_code, error.field, error.ack_code) == (code, field, "AR")
@@ -382,8 +417,9 @@ def test_unsupported_messages(msh9: str, version: str, processing: str, code: st
 @pytest.mark.parametrize("processing", ["P", "T", "D"])
 @pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1"])
 def test_supported_versions_and_processing_ids(version: str, processing: str) -> None:
-    text = set_field(set_field(text_of("orm_o01_v231_obr18.hl7"), "MSH", 12, version),
-                     "MSH", 11, processing)
+    text = set_field(
+        set_field(text_of("orm_o01_v231_obr18.hl7"), "MSH", 12, version), "MSH", 11, processing
+    )
     assert isinstance(mapped(text), OrderMessage)
 
 
@@ -398,19 +434,21 @@ def test_supported_versions_and_processing_ids(version: str, processing: str) ->
         ("omi_o23_v25_ipc.hl7", lambda t: drop_segments(t, "OBR"), "OBR", "100"),
         ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "ORC", 1, ""), "ORC-1", "101"),
         ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "ORC", 1, "RE"), "ORC-1", "103"),
-        ("orm_o01_v231_obr18.hl7", lambda t: set_field(set_field(t, "ORC", 2, ""), "OBR", 2, ""),
-         "ORC-2/OBR-2", "101"),
+        (
+            "orm_o01_v231_obr18.hl7",
+            lambda t: set_field(set_field(t, "ORC", 2, ""), "OBR", 2, ""),
+            "ORC-2/OBR-2",
+            "101",
+        ),
         ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "OBR", 4, "^胸部CT"), "OBR-4", "101"),
         ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "OBR", 18, "A" * 17), "OBR-18", "102"),
         ("omi_o23_v25_ipc.hl7", lambda t: set_field(t, "IPC", 1, "A" * 17), "IPC-1", "102"),
         ("omi_o23_v25_ipc.hl7", lambda t: set_field(t, "IPC", 4, "S" * 17), "IPC-4", "102"),
         ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "OBR", 19, "R" * 17), "OBR-19", "102"),
         ("orm_o01_v25_zds.hl7", lambda t: set_field(t, "ZDS", 1, "1.2.abc^100"), "ZDS-1", "102"),
-        ("omi_o23_v25_ipc.hl7", lambda t: set_field(t, "IPC", 3, "1." + "2" * 70), "IPC-3",
-         "102"),
+        ("omi_o23_v25_ipc.hl7", lambda t: set_field(t, "IPC", 3, "1." + "2" * 70), "IPC-3", "102"),
         ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "PID", 7, "19681332"), "PID-7", "102"),
-        ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "ORC", 9, "yesterday"), "ORC-9",
-         "102"),
+        ("orm_o01_v231_obr18.hl7", lambda t: set_field(t, "ORC", 9, "yesterday"), "ORC-9", "102"),
         ("omi_o23_v25_ipc.hl7", lambda t: set_field(t, "TQ1", 7, "2024-13-01"), "TQ1-7", "102"),
     ],
 )
@@ -426,8 +464,7 @@ def test_cancel_needs_only_the_placer_number() -> None:
     text = drop_segments(text_of("orm_o01_v231_ca.hl7"), "OBR")
     result = mapped(text)
     assert isinstance(result, OrderMessage)
-    assert (result.orders[0].control, result.orders[0].placer_number) == ("CA",
-                                                                         "ZA2024030500123")
+    assert (result.orders[0].control, result.orders[0].placer_number) == ("CA", "ZA2024030500123")
 
 
 def test_placer_number_falls_back_to_obr2() -> None:

@@ -16,16 +16,19 @@ from models.enums import IdentifierKind, Sex
 from models.errors import ConfigurationError
 
 NOW = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
-FINDINGS = ("双肺纹理增多，右肺下叶见斑片状高密度影，边界模糊。\n"
-            "纵隔居中，心影大小正常 | 未见胸腔积液 ^ 胸膜无增厚 ~ 见 C:\\pacs\\1 & 2。\n"
-            "\n"
-            "余未见明显异常。")
+FINDINGS = (
+    "双肺纹理增多，右肺下叶见斑片状高密度影，边界模糊。\n"
+    "纵隔居中，心影大小正常 | 未见胸腔积液 ^ 胸膜无增厚 ~ 见 C:\\pacs\\1 & 2。\n"
+    "\n"
+    "余未见明显异常。"
+)
 IMPRESSION = "右肺下叶炎症，建议治疗后复查。\n请结合临床。"
 
 REPORT = ReportMessage(
-    patient_identifiers=(PatientIdentity("0012345", IdentifierKind.mrn, "ZAZWSY"),
-                         PatientIdentity("530102196804120374", IdentifierKind.resident_id,
-                                         "CHN")),
+    patient_identifiers=(
+        PatientIdentity("0012345", IdentifierKind.mrn, "ZAZWSY"),
+        PatientIdentity("530102196804120374", IdentifierKind.resident_id, "CHN"),
+    ),
     patient_name="李建国",
     birth_date=date(1968, 4, 12),
     sex=Sex.male,
@@ -57,36 +60,53 @@ def test_oru_reads_back_with_our_parser() -> None:
     assert message.message_type == "ORU^R01" and message.structure == "ORU_R01"
     assert message.control_id == "HUREN-ORU-123-V2" and message.version == "2.5"
     assert message.declared_charset == "UNICODE UTF-8"
-    assert (message.receiving_application, message.receiving_facility) == ("WINNING-HIS",
-                                                                           "ZAZWSY")
+    assert (message.receiving_application, message.receiving_facility) == ("WINNING-HIS", "ZAZWSY")
     assert message.message_datetime == "20240305100000+0800"
     pid, orc, obr = (message.segment(n) for n in ("PID", "ORC", "OBR"))
     assert pid is not None and orc is not None and obr is not None
     assert [(r.get(1), r.get(4), r.get(5)) for r in pid.repetitions(3)] == [
-        ("0012345", "ZAZWSY", "MR"), ("530102196804120374", "CHN", "NNCHN")]
+        ("0012345", "ZAZWSY", "MR"),
+        ("530102196804120374", "CHN", "NNCHN"),
+    ]
     assert (pid.get(5), pid.get(7), pid.get(8)) == ("李建国", "19680412", "M")
     assert (orc.get(1), orc.get(2), orc.get(3), orc.get(5)) == (
-        "RE", "ZA2024030500123", "HR24030500123", "CM")
+        "RE",
+        "ZA2024030500123",
+        "HR24030500123",
+        "CM",
+    )
     assert (obr.get(2), obr.get(3), obr.get(4), obr.get(4, 2), obr.get(4, 3)) == (
-        "ZA2024030500123", "HR24030500123", "CT0101", "胸部CT平扫", "HR-EXAM")
+        "ZA2024030500123",
+        "HR24030500123",
+        "CT0101",
+        "胸部CT平扫",
+        "HR-EXAM",
+    )
     assert parse_ts(obr.get(7), zone=ZONE) == REPORT.observed_at
     assert parse_ts(obr.get(22), zone=ZONE) == REPORT.reported_at
     assert (obr.get(18), obr.get(20), obr.get(24), obr.get(25)) == (
-        "ZA24030500123", "V2", "CT", "F")
+        "ZA24030500123",
+        "V2",
+        "CT",
+        "F",
+    )
     assert (obr.get(32, 1, 1, 1), obr.get(32, 1, 1, 2)) == ("R0031", "王丽萍")
     assert (obr.get(33, 1, 1, 1), obr.get(33, 1, 1, 2)) == ("A0007", "赵敏")
 
     findings, impression, study = message.all("OBX")
     assert (findings.get(1), findings.get(2), findings.get(3), findings.get(3, 3)) == (
-        "1", "TX", "18782-3", "LN")
+        "1",
+        "TX",
+        "18782-3",
+        "LN",
+    )
     lines = [r.get() for r in findings.repetitions(5)]
     assert lines == FINDINGS.split("\n")  # one repetition per line, delimiters escaped
     assert "\n".join(lines) == FINDINGS
     assert [r.get() for r in impression.repetitions(5)] == IMPRESSION.split("\n")
     assert impression.get(3) == "19005-8" and impression.get(11) == "F"
     assert findings.get(8) == "" and (findings.get(16), findings.get(16, 2)) == ("A0007", "赵敏")
-    assert (study.get(2), study.get(3), study.get(5)) == ("HD", "113014",
-                                                          REPORT.study_instance_uid)
+    assert (study.get(2), study.get(3), study.get(5)) == ("HD", "113014", REPORT.study_instance_uid)
 
 
 def test_formatted_text_variant() -> None:
@@ -112,8 +132,15 @@ def test_critical_preliminary_and_corrected() -> None:
 
 
 def test_empty_parts_are_left_out() -> None:
-    bare = dataclasses.replace(REPORT, findings=" \n ", interpreter=None, auditor=None,
-                               study_instance_uid="", observed_at=None, birth_date=None)
+    bare = dataclasses.replace(
+        REPORT,
+        findings=" \n ",
+        interpreter=None,
+        auditor=None,
+        study_instance_uid="",
+        observed_at=None,
+        birth_date=None,
+    )
     message = parse_message(build_oru(bare, control_id="C4", now=NOW))
     obx = message.all("OBX")
     assert [o.get(3) for o in obx] == ["19005-8"] and obx[0].get(1) == "1"

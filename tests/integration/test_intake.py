@@ -27,9 +27,15 @@ T = metadata.tables
 
 # Local exam codes of the sample hospitals, mapped onto the shipped catalogue.
 ALIASES = {
-    "CT0101": "CT-CHEST-PLAIN", "DR0101": "DX-CHEST-PA", "DR0102": "DX-CHEST-PA",
-    "DR0103": "DX-LSPINE-AP-LAT", "DR0201": "DX-KNEE-BILAT-AP-LAT", "CT0203": "CT-HEAD-PLAIN",
-    "MR0301": "MR-LSPINE-PLAIN", "CT0401": "CT-ABDOMEN-ENH", "US0201": "US-ABDOMEN",
+    "CT0101": "CT-CHEST-PLAIN",
+    "DR0101": "DX-CHEST-PA",
+    "DR0102": "DX-CHEST-PA",
+    "DR0103": "DX-LSPINE-AP-LAT",
+    "DR0201": "DX-KNEE-BILAT-AP-LAT",
+    "CT0203": "CT-HEAD-PLAIN",
+    "MR0301": "MR-LSPINE-PLAIN",
+    "CT0401": "CT-ABDOMEN-ENH",
+    "US0201": "US-ABDOMEN",
 }
 
 
@@ -64,11 +70,13 @@ class Hub:
         """Start intake and an MLLP listener, send ``payloads`` in order, return the ACKs."""
 
         async def scenario() -> list[bytes]:
-            intake = Intake(database=self.database, directory=self.directory,
-                            settings=self.settings)
+            intake = Intake(
+                database=self.database, directory=self.directory, settings=self.settings
+            )
             await intake.start()
-            server = MllpServer(intake.handle, host="127.0.0.1", port=0,
-                                on_reject=intake.reject_frame)
+            server = MllpServer(
+                intake.handle, host="127.0.0.1", port=0, on_reject=intake.reject_frame
+            )
             await server.start()
             try:
                 async with MllpClient("127.0.0.1", server.port, timeout=30) as client:
@@ -88,10 +96,14 @@ class Hub:
 
     def alias(self, code: str, catalogue_code: str) -> None:
         with self.database.engine.begin() as connection:
-            exam_id = connection.execute(select(T["exam_type"].c.id).where(
-                T["exam_type"].c.code == catalogue_code)).scalar_one()
-            connection.execute(insert(T["exam_code_alias"]).values(
-                facility_id=None, code=code, exam_type_id=exam_id))
+            exam_id = connection.execute(
+                select(T["exam_type"].c.id).where(T["exam_type"].c.code == catalogue_code)
+            ).scalar_one()
+            connection.execute(
+                insert(T["exam_code_alias"]).values(
+                    facility_id=None, code=code, exam_type_id=exam_id
+                )
+            )
         self.directory.reload()
 
 
@@ -102,18 +114,49 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
     database.upgrade()
     with database.engine.begin() as connection:
         for code, name, charset, level, kind in (
-            ("FYXRMYY", "富源县人民医院", "UNICODE UTF-8", FacilityLevel.county,
-             FacilityKind.hospital),
-            ("ZAZWSY", "中安镇卫生院", "UNICODE UTF-8", FacilityLevel.township,
-             FacilityKind.health_centre),
-            ("HSZWSY", "后所镇卫生院", "GB 18030", FacilityLevel.township,
-             FacilityKind.health_centre),
-            ("DJZWSY", "大河镇卫生院", "GB 18030", FacilityLevel.township,
-             FacilityKind.health_centre),
+            (
+                "FYXRMYY",
+                "富源县人民医院",
+                "UNICODE UTF-8",
+                FacilityLevel.county,
+                FacilityKind.hospital,
+            ),
+            (
+                "ZAZWSY",
+                "中安镇卫生院",
+                "UNICODE UTF-8",
+                FacilityLevel.township,
+                FacilityKind.health_centre,
+            ),
+            (
+                "HSZWSY",
+                "后所镇卫生院",
+                "GB 18030",
+                FacilityLevel.township,
+                FacilityKind.health_centre,
+            ),
+            (
+                "DJZWSY",
+                "大河镇卫生院",
+                "GB 18030",
+                FacilityLevel.township,
+                FacilityKind.health_centre,
+            ),
         ):
-            connection.execute(insert(T["facility"]).values(
-                code=code, name=name, name_en="", level=level, kind=kind, is_reading_centre=False,
-                area_code="", hl7_charset=charset, active=True, created_at=func.now()))
+            connection.execute(
+                insert(T["facility"]).values(
+                    code=code,
+                    name=name,
+                    name_en="",
+                    level=level,
+                    kind=kind,
+                    is_reading_centre=False,
+                    area_code="",
+                    hl7_charset=charset,
+                    active=True,
+                    created_at=func.now(),
+                )
+            )
     with database.session() as session:
         sync_catalogue(session, entries=load_catalogue())
     region = Hub(database, settings, Directory(database.engine))
@@ -127,25 +170,36 @@ def test_orm_creates_patient_and_order_and_answers_aa(hub: Hub) -> None:
     [ack] = hub.send(sample("orm_o01_v231_obr18.hl7"))
     assert ack_code(ack) == "AA"
     assert parse_message(ack).segment("MSA").get(2) == "ZA20240305000123"  # type: ignore[union-attr]
-    order = hub.rows("SELECT o.accession_number, o.placer_number, o.status, o.priority, "
-                     "o.reason, e.code, o.requested_procedure_id, o.sps_id, o.study_instance_uid "
-                     "FROM exam_order o JOIN exam_type e ON e.id = o.exam_type_id")
+    order = hub.rows(
+        "SELECT o.accession_number, o.placer_number, o.status, o.priority, "
+        "o.reason, e.code, o.requested_procedure_id, o.sps_id, o.study_instance_uid "
+        "FROM exam_order o JOIN exam_type e ON e.id = o.exam_type_id"
+    )
     assert len(order) == 1
     accession, placer, status, priority, reason, exam, rp_id, sps_id, uid = order[0]
-    assert (accession, placer, status, priority) == ("ZA24030500123", "ZA2024030500123",
-                                                     "scheduled", "routine")
+    assert (accession, placer, status, priority) == (
+        "ZA24030500123",
+        "ZA2024030500123",
+        "scheduled",
+        "routine",
+    )
     assert (exam, rp_id, sps_id) == ("CT-CHEST-PLAIN", "RP0123", "SPS0123")
     assert reason == "肺部感染待排"  # OBR-31 reason for study
     assert uid.startswith("2.25.")  # the hub pre-assigns a Study Instance UID
     patient = hub.rows("SELECT name, sex, birth_date, phone FROM patient")
     assert [tuple(p) for p in patient] == [("李建国", "M", "1968-04-12", "13908740123")]
-    identifiers = {(r.kind, r.authority, r.value)
-                   for r in hub.rows("SELECT kind, authority, value FROM patient_identifier")}
-    assert identifiers == {("resident_id", "CN", "530102196804120374"),
-                           ("mrn", "ZAZWSY", "0012345")}
+    identifiers = {
+        (r.kind, r.authority, r.value)
+        for r in hub.rows("SELECT kind, authority, value FROM patient_identifier")
+    }
+    assert identifiers == {
+        ("resident_id", "CN", "530102196804120374"),
+        ("mrn", "ZAZWSY", "0012345"),
+    }
     stored = hub.rows("SELECT status, ack_code, raw, message_type FROM inbound_message")
     assert [(s.status, s.ack_code, s.message_type) for s in stored] == [
-        ("accepted", "AA", "ORM^O01")]
+        ("accepted", "AA", "ORM^O01")
+    ]
     assert bytes(stored[0].raw) == sample("orm_o01_v231_obr18.hl7")
 
 
@@ -163,8 +217,10 @@ def test_order_lifecycle_xo_sc_dc(hub: Hub) -> None:
     assert ack_code(change) == "AE"  # CT0102 (enhanced chest CT) is not in the catalogue
     location, reason = ack_error(change)
     assert location == "OBR-4" and "CT0102" in reason
-    assert hub.scalar("SELECT status FROM inbound_message WHERE control_id = "
-                      "'ZA20240305000131'") == "failed"
+    assert (
+        hub.scalar("SELECT status FROM inbound_message WHERE control_id = 'ZA20240305000131'")
+        == "failed"
+    )
 
     hub.alias("CT0102", "CT-CHEST-PLAIN")
     [started, stopped] = hub.send(sample("orm_o01_v231_sc.hl7"), sample("orm_o01_v231_dc.hl7"))
@@ -173,8 +229,11 @@ def test_order_lifecycle_xo_sc_dc(hub: Hub) -> None:
 
 
 def test_cancel_after_start_is_refused_with_the_reason(hub: Hub) -> None:
-    acks = hub.send(sample("orm_o01_v231_obr18.hl7"), sample("orm_o01_v231_sc.hl7"),
-                    sample("orm_o01_v231_ca.hl7"))
+    acks = hub.send(
+        sample("orm_o01_v231_obr18.hl7"),
+        sample("orm_o01_v231_sc.hl7"),
+        sample("orm_o01_v231_ca.hl7"),
+    )
     assert [ack_code(a) for a in acks] == ["AA", "AA", "AE"]
     location, reason = ack_error(acks[2])
     assert location == "ORC-1" and "send DC" in reason
@@ -205,8 +264,10 @@ def test_failed_message_is_kept_and_replayed_after_the_fix(hub: Hub) -> None:
     intake = Intake(database=hub.database, directory=hub.directory, settings=hub.settings)
     results = intake.replay()
     assert [(r.control_id, r.applied) for r in results] == [("ZA20240317000401", True)]
-    assert hub.scalar("SELECT status FROM inbound_message WHERE control_id = "
-                      "'ZA20240317000401'") == InboundStatus.replayed.value
+    assert (
+        hub.scalar("SELECT status FROM inbound_message WHERE control_id = 'ZA20240317000401'")
+        == InboundStatus.replayed.value
+    )
     reason = hub.scalar("SELECT reason FROM exam_order WHERE placer_number = 'ZA2024031700401'")
     assert reason == "体温#37.5℃ 咳嗽"  # \F\ is this message's own field separator
     assert intake.replay() == []
@@ -215,8 +276,10 @@ def test_failed_message_is_kept_and_replayed_after_the_fix(hub: Hub) -> None:
 def test_omi_with_ipc_keeps_accession_study_uid_and_sps(hub: Hub) -> None:
     [ack] = hub.send(sample("omi_o23_v25_ipc.hl7"))
     assert ack_code(ack) == "AA"
-    row = hub.rows("SELECT accession_number, study_instance_uid, sps_id, requested_procedure_id, "
-                   "filler_number, scheduled_station_aet FROM exam_order")[0]
+    row = hub.rows(
+        "SELECT accession_number, study_instance_uid, sps_id, requested_procedure_id, "
+        "filler_number, scheduled_station_aet FROM exam_order"
+    )[0]
     assert row.accession_number == "FY2403070104"
     assert row.study_instance_uid == "1.2.156.112605.14038013507.20240307091044.7"
     assert row.requested_procedure_id == "RP2403070104"
@@ -227,8 +290,12 @@ def test_omi_with_ipc_keeps_accession_study_uid_and_sps(hub: Hub) -> None:
 def test_zds_study_uid_and_stat_priority(hub: Hub) -> None:
     acks = hub.send(sample("orm_o01_v25_zds.hl7"), sample("orm_o01_v231_stat.hl7"))
     assert [ack_code(a) for a in acks] == ["AA", "AA"]
-    rows = {r.placer_number: r for r in hub.rows(
-        "SELECT placer_number, study_instance_uid, priority, patient_class FROM exam_order")}
+    rows = {
+        r.placer_number: r
+        for r in hub.rows(
+            "SELECT placer_number, study_instance_uid, priority, patient_class FROM exam_order"
+        )
+    }
     assert rows["PL88001"].study_instance_uid.startswith("1.2.")
     assert rows["PL91234"].priority == Priority.emergency.value
 
@@ -254,16 +321,29 @@ def test_adt_creates_updates_and_merges(hub: Hub) -> None:
 
     with hub.database.engine.begin() as connection:  # two records of one woman at FYXRMYY
         for mrn in ("FY00461907", "FY00458812"):
-            patient_id = connection.execute(insert(T["patient"]).values(
-                name="张晓燕", sex="F", birth_date=date(1985, 11, 2), phone="", address="",
-                needs_review=False, created_at=func.now(), updated_at=func.now(),
-            )).inserted_primary_key[0]  # type: ignore[index]
-            connection.execute(insert(T["patient_identifier"]).values(
-                patient_id=patient_id, kind="mrn", authority="FYXRMYY", value=mrn))
+            patient_id = connection.execute(
+                insert(T["patient"]).values(
+                    name="张晓燕",
+                    sex="F",
+                    birth_date=date(1985, 11, 2),
+                    phone="",
+                    address="",
+                    needs_review=False,
+                    created_at=func.now(),
+                    updated_at=func.now(),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            connection.execute(
+                insert(T["patient_identifier"]).values(
+                    patient_id=patient_id, kind="mrn", authority="FYXRMYY", value=mrn
+                )
+            )
     [merge] = hub.send(sample("adt_a40_v25.hl7"))
     assert ack_code(merge) == "AA"
-    rows = hub.rows("SELECT p.id, p.merged_into_id, i.value FROM patient p "
-                    "JOIN patient_identifier i ON i.patient_id = p.id WHERE p.name = '张晓燕'")
+    rows = hub.rows(
+        "SELECT p.id, p.merged_into_id, i.value FROM patient p "
+        "JOIN patient_identifier i ON i.patient_id = p.id WHERE p.name = '张晓燕'"
+    )
     survivors = {r.id for r in rows}
     assert len(survivors) == 1, rows  # every identifier now on the surviving record
     assert {r.value for r in rows} >= {"FY00461907", "FY00458812", "530381198511020746"}
@@ -273,8 +353,9 @@ def test_adt_creates_updates_and_merges(hub: Hub) -> None:
 def test_same_resident_id_links_patients_across_facilities(hub: Hub) -> None:
     hub.send(sample("orm_o01_v231_gb18030.hl7"), sample("adt_a04_v24_gb18030.hl7"))
     assert hub.scalar("SELECT count(*) FROM patient") == 1
-    mrns = {r.authority for r in hub.rows(
-        "SELECT authority FROM patient_identifier WHERE kind = 'mrn'")}
+    mrns = {
+        r.authority for r in hub.rows("SELECT authority FROM patient_identifier WHERE kind = 'mrn'")
+    }
     assert mrns == {"HSZWSY"}
 
 
@@ -282,14 +363,16 @@ def test_doubtful_demographic_match_is_flagged_not_merged(hub: Hub) -> None:
     # The same name, birth date and sex, no shared identifier: kept apart, flagged for review.
     stat = sample("orm_o01_v231_stat.hl7")
     hub.send(sample("orm_o01_multi_orc.hl7"))
-    [ack] = hub.send(stat.replace(b"511102197908230510", b"").replace("吴^强".encode(),
-                                                                        "黄^德明".encode()))
+    [ack] = hub.send(
+        stat.replace(b"511102197908230510", b"").replace("吴^强".encode(), "黄^德明".encode())
+    )
     assert ack_code(ack) == "AA"
     patients = hub.rows("SELECT id, needs_review FROM patient WHERE name = '黄德明' ORDER BY id")
     assert [p.needs_review for p in patients] == [False, True]
     link = hub.rows("SELECT patient_id, candidate_id, score, status FROM patient_link")
     assert [(r.patient_id, r.candidate_id, r.status) for r in link] == [
-        (patients[1].id, patients[0].id, "pending")]
+        (patients[1].id, patients[0].id, "pending")
+    ]
     assert 0.6 <= link[0].score < 0.95
 
 
@@ -322,8 +405,9 @@ def test_oversized_frame_gets_ar_and_the_link_survives(hub: Hub) -> None:
     async def scenario() -> list[bytes]:
         intake = Intake(database=hub.database, directory=hub.directory, settings=hub.settings)
         await intake.start()
-        server = MllpServer(intake.handle, host="127.0.0.1", port=0, max_frame=4096,
-                            on_reject=intake.reject_frame)
+        server = MllpServer(
+            intake.handle, host="127.0.0.1", port=0, max_frame=4096, on_reject=intake.reject_frame
+        )
         await server.start()
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -368,10 +452,20 @@ def test_concurrent_senders_share_commits_and_all_get_their_own_ack(hub: Hub) ->
             assert intake.batched == 200 and intake.batches < 200
 
     with hub.database.engine.begin() as connection:
-        connection.execute(insert(T["facility"]).values(
-            code="QL-T01", name="测试卫生院", name_en="", level="township",
-            kind="health_centre", is_reading_centre=False, area_code="",
-            hl7_charset="UNICODE UTF-8", active=True, created_at=func.now()))
+        connection.execute(
+            insert(T["facility"]).values(
+                code="QL-T01",
+                name="测试卫生院",
+                name_en="",
+                level="township",
+                kind="health_centre",
+                is_reading_centre=False,
+                area_code="",
+                hl7_charset="UNICODE UTF-8",
+                active=True,
+                created_at=func.now(),
+            )
+        )
     hub.directory.reload()
     results = asyncio.run(scenario())
     for k, acks in enumerate(results):

@@ -61,32 +61,56 @@ def database(tmp_path: Path) -> Database:
 def _queue(database: Database, clock: Clock, *keys: str, destination: str = "mllp://a:1") -> None:
     with database.engine.begin() as connection:
         for key in keys:
-            enqueue(connection, channel=OutboxChannel.hl7, destination=destination,
-                    idempotency_key=key, payload=key.encode(), now=clock.now)
+            enqueue(
+                connection,
+                channel=OutboxChannel.hl7,
+                destination=destination,
+                idempotency_key=key,
+                payload=key.encode(),
+                now=clock.now,
+            )
 
 
-def _worker(database: Database, clock: Clock, receiver: Receiver, **settings: object) -> OutboxWorker:
+def _worker(
+    database: Database, clock: Clock, receiver: Receiver, **settings: object
+) -> OutboxWorker:
     return OutboxWorker(
         database=database,
         settings=Settings(outbox_backoff_seconds=10, outbox_max_attempts=3, **settings),  # type: ignore[arg-type]
-        senders={OutboxChannel.hl7: receiver}, clock=clock,
+        senders={OutboxChannel.hl7: receiver},
+        clock=clock,
     )
 
 
 def _status(database: Database, key: str) -> tuple[OutboxStatus, int, str]:
     with database.engine.connect() as connection:
-        row = connection.execute(select(OUTBOX.c.status, OUTBOX.c.attempts, OUTBOX.c.last_error)
-                                 .where(OUTBOX.c.idempotency_key == key)).one()
+        row = connection.execute(
+            select(OUTBOX.c.status, OUTBOX.c.attempts, OUTBOX.c.last_error).where(
+                OUTBOX.c.idempotency_key == key
+            )
+        ).one()
     return OutboxStatus(row.status), row.attempts, row.last_error
 
 
 def test_enqueue_is_idempotent_per_key(database: Database) -> None:
     clock = Clock()
     with database.engine.begin() as connection:
-        assert enqueue(connection, channel=OutboxChannel.hl7, destination="mllp://a:1",
-                       idempotency_key="oru:1:v2", payload=b"x", now=clock.now)
-        assert not enqueue(connection, channel=OutboxChannel.hl7, destination="mllp://a:1",
-                           idempotency_key="oru:1:v2", payload=b"y", now=clock.now)
+        assert enqueue(
+            connection,
+            channel=OutboxChannel.hl7,
+            destination="mllp://a:1",
+            idempotency_key="oru:1:v2",
+            payload=b"x",
+            now=clock.now,
+        )
+        assert not enqueue(
+            connection,
+            channel=OutboxChannel.hl7,
+            destination="mllp://a:1",
+            idempotency_key="oru:1:v2",
+            payload=b"y",
+            now=clock.now,
+        )
         assert counts(connection)[OutboxChannel.hl7].pending == 1
 
 
@@ -146,9 +170,13 @@ def test_a_crashed_workers_lease_expires_and_the_row_is_taken_again(database: Da
     clock, receiver = Clock(), Receiver()
     _queue(database, clock, "m1")
     with database.engine.begin() as connection:
-        connection.execute(update(OUTBOX).values(status=OutboxStatus.in_flight,
-                                                 locked_by="dead-hub",
-                                                 locked_until=clock.now + timedelta(minutes=2)))
+        connection.execute(
+            update(OUTBOX).values(
+                status=OutboxStatus.in_flight,
+                locked_by="dead-hub",
+                locked_until=clock.now + timedelta(minutes=2),
+            )
+        )
     worker = _worker(database, clock, receiver)
     assert asyncio.run(worker.run_once()) == 0
     clock.advance(180)
@@ -159,8 +187,9 @@ def test_backoff_doubles_and_is_capped() -> None:
     import random
 
     rng = random.Random(1)
-    delays = [backoff(n, base=2, ceiling=60, jitter=0, rng=rng).total_seconds()
-              for n in range(1, 8)]
+    delays = [
+        backoff(n, base=2, ceiling=60, jitter=0, rng=rng).total_seconds() for n in range(1, 8)
+    ]
     assert delays == [2, 4, 8, 16, 32, 60, 60]
     spread = {backoff(3, base=2, ceiling=60, rng=rng).total_seconds() for _ in range(20)}
     assert all(7.2 <= d <= 8.8 for d in spread) and len(spread) > 1

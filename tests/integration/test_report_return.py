@@ -39,29 +39,45 @@ class ClinicHis:
     async def _handle(self, payload: bytes, _peer: Any) -> bytes:
         self.received.append(payload)
         code = self.answers.pop(0) if self.answers else "AA"
-        return build_ack(parse_message(payload), code=code, text="", control_id="HIS1",  # type: ignore[arg-type]
-                         now=datetime.now(UTC))
+        return build_ack(
+            parse_message(payload),
+            code=code,
+            text="",
+            control_id="HIS1",  # type: ignore[arg-type]
+            now=datetime.now(UTC),
+        )
 
 
 @pytest.fixture
 def region(tmp_path: Path) -> Iterator[tuple[Database, Settings, int, int]]:
     """A tiny demo county; one final report whose clinic HIS listens on a free port."""
-    settings = Settings(data_dir=tmp_path, outbox_backoff_seconds=0.05,  # type: ignore[arg-type]
-                        outbox_backoff_max_seconds=0.2, outbox_max_attempts=50)
+    settings = Settings(
+        data_dir=tmp_path,
+        outbox_backoff_seconds=0.05,  # type: ignore[arg-type]
+        outbox_backoff_max_seconds=0.2,
+        outbox_max_attempts=50,
+    )
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(database, settings=settings,
-                     options=DemoOptions(seed=3, exams=300, until=date(2026, 11, 20),
-                                         progress=False))
+    seed_demo_region(
+        database,
+        settings=settings,
+        options=DemoOptions(seed=3, exams=300, until=date(2026, 11, 20), progress=False),
+    )
     port = free_port()
     with database.engine.begin() as connection:
-        report = connection.execute(text(
-            "SELECT r.id, o.ordering_facility_id FROM report r JOIN exam_order o "
-            "ON o.id = r.order_id WHERE r.status = 'final' AND r.critical = 0 "
-            "ORDER BY r.id LIMIT 1")).one()
-        connection.execute(update(T["facility"]).where(
-            T["facility"].c.id == report.ordering_facility_id
-        ).values(hl7_host="127.0.0.1", hl7_port=port))
+        report = connection.execute(
+            text(
+                "SELECT r.id, o.ordering_facility_id FROM report r JOIN exam_order o "
+                "ON o.id = r.order_id WHERE r.status = 'final' AND r.critical = 0 "
+                "ORDER BY r.id LIMIT 1"
+            )
+        ).one()
+        connection.execute(
+            update(T["facility"])
+            .where(T["facility"].c.id == report.ordering_facility_id)
+            .values(hl7_host="127.0.0.1", hl7_port=port)
+        )
     yield database, settings, report.id, port
     database.dispose()
 
@@ -86,12 +102,17 @@ def test_oru_waits_for_a_his_that_is_down_then_arrives_once(
 ) -> None:
     database, settings, report_id, port = region
     with database.engine.begin() as connection:
-        assert queue_report_return(connection, report_id=report_id, now=datetime.now(UTC),
-                                   settings=settings)
-        assert not queue_report_return(connection, report_id=report_id,
-                                       now=datetime.now(UTC), settings=settings)
-    worker = OutboxWorker(database=database, settings=settings,
-                          senders={OutboxChannel.hl7: lambda p: send_hl7(p, settings=settings)})
+        assert queue_report_return(
+            connection, report_id=report_id, now=datetime.now(UTC), settings=settings
+        )
+        assert not queue_report_return(
+            connection, report_id=report_id, now=datetime.now(UTC), settings=settings
+        )
+    worker = OutboxWorker(
+        database=database,
+        settings=settings,
+        senders={OutboxChannel.hl7: lambda p: send_hl7(p, settings=settings)},
+    )
 
     asyncio.run(worker.run_once())  # nobody listens yet
     [row] = _outbox(database)
@@ -130,16 +151,26 @@ def test_oru_waits_for_a_his_that_is_down_then_arrives_once(
     assert report.findings.splitlines()[0][:10] in texts
 
 
-def test_a_correction_is_a_new_version_sent_as_c(region: tuple[Database, Settings, int, int]) -> None:
+def test_a_correction_is_a_new_version_sent_as_c(
+    region: tuple[Database, Settings, int, int],
+) -> None:
     database, settings, report_id, port = region
     now = datetime.now(UTC)
     with database.engine.begin() as connection:
         queue_report_return(connection, report_id=report_id, now=now, settings=settings)
-        connection.execute(update(T["report"]).where(T["report"].c.id == report_id).values(
-            status="corrected", version=3, impression="更正：右肺下叶小结节。", amended_at=now))
+        connection.execute(
+            update(T["report"])
+            .where(T["report"].c.id == report_id)
+            .values(
+                status="corrected", version=3, impression="更正：右肺下叶小结节。", amended_at=now
+            )
+        )
         assert queue_report_return(connection, report_id=report_id, now=now, settings=settings)
-    worker = OutboxWorker(database=database, settings=settings,
-                          senders={OutboxChannel.hl7: lambda p: send_hl7(p, settings=settings)})
+    worker = OutboxWorker(
+        database=database,
+        settings=settings,
+        senders={OutboxChannel.hl7: lambda p: send_hl7(p, settings=settings)},
+    )
     his = ClinicHis(port)
 
     async def deliver() -> None:
@@ -163,10 +194,14 @@ def test_a_rejection_by_the_his_is_dead_lettered_with_its_reason(
 ) -> None:
     database, settings, report_id, port = region
     with database.engine.begin() as connection:
-        queue_report_return(connection, report_id=report_id, now=datetime.now(UTC),
-                            settings=settings)
-    worker = OutboxWorker(database=database, settings=settings,
-                          senders={OutboxChannel.hl7: lambda p: send_hl7(p, settings=settings)})
+        queue_report_return(
+            connection, report_id=report_id, now=datetime.now(UTC), settings=settings
+        )
+    worker = OutboxWorker(
+        database=database,
+        settings=settings,
+        senders={OutboxChannel.hl7: lambda p: send_hl7(p, settings=settings)},
+    )
     his = ClinicHis(port)
     his.answers = ["AR"]
 

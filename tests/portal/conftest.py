@@ -39,6 +39,10 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env.pop("HUREN_DATABASE_URL", None)
     subprocess.run(
         [*huren_command(), "demo", "seed", "--scale", "tiny", "--until", DEMO_UNTIL, "--quiet"],
-        cwd=data_dir, env=env, check=True, capture_output=True, timeout=300,
+        cwd=data_dir,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return data_dir

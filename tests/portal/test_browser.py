@@ -39,14 +39,25 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "portal"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 FIRST_BUILD_TIMEOUT = 300.0
 UI_TIMEOUT_MS = 20_000
 DEMO_PASSWORD = "huren-demo"
-NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ECONNRESET",
-                  "network request", "getaddrinfo")
+NETWORK_ERRORS = (
+    "ENOTFOUND",
+    "EAI_AGAIN",
+    "ECONNREFUSED",
+    "ETIMEDOUT",
+    "ECONNRESET",
+    "network request",
+    "getaddrinfo",
+)
 
 
 @dataclass(frozen=True)
@@ -96,14 +107,22 @@ def portal(demo_data_dir: Path) -> Iterator[Portal]:
         "HUREN_DATA_DIR": str(demo_data_dir),
         "HUREN_PORTAL_PORT": str(port),
     }
-    for name in ("HUREN_DATABASE_URL", "HUREN_ENV", "__REFLEX_SKIP_COMPILE",
-                 "HUREN_PORTAL_BACKEND_PORT"):
+    for name in (
+        "HUREN_DATABASE_URL",
+        "HUREN_ENV",
+        "__REFLEX_SKIP_COMPILE",
+        "HUREN_PORTAL_BACKEND_PORT",
+    ):
         env.pop(name, None)
     log_path = ARTIFACTS / "portal.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             ["bash", str(ROOT / "scripts" / "portal.sh")],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -119,8 +138,10 @@ def portal(demo_data_dir: Path) -> Iterator[Portal]:
                 pytest.fail(f"the portal exited with {process.returncode}:\n{output[-4000:]}")
             if time.monotonic() > deadline:
                 output = log_path.read_text(encoding="utf-8", errors="replace")
-                pytest.fail(f"the portal did not answer within {FIRST_BUILD_TIMEOUT:.0f} s:\n"
-                            f"{output[-4000:]}")
+                pytest.fail(
+                    f"the portal did not answer within {FIRST_BUILD_TIMEOUT:.0f} s:\n"
+                    f"{output[-4000:]}"
+                )
             time.sleep(0.5)
         yield Portal(url=url, port=port, data_dir=demo_data_dir)
     finally:
@@ -241,9 +262,7 @@ def test_a_locked_account_says_until_when(page: Page, portal: Portal) -> None:
     _shot(page, "03-login-locked")
 
 
-def test_radiologist_signs_in_switches_language_and_signs_out(
-    page: Page, portal: Portal
-) -> None:
+def test_radiologist_signs_in_switches_language_and_signs_out(page: Page, portal: Portal) -> None:
     from playwright.sync_api import expect
 
     radiologist = _user(portal, "radiologist")

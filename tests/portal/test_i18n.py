@@ -53,8 +53,15 @@ def test_role_names_in_chinese() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [(None, "zh-CN"), ("", "zh-CN"), ("zh-CN", "zh-CN"), ("en", "en"), ("en-GB", "en"),
-     (" en ", "en"), ("fr", "zh-CN")],
+    [
+        (None, "zh-CN"),
+        ("", "zh-CN"),
+        ("zh-CN", "zh-CN"),
+        ("en", "en"),
+        ("en-GB", "en"),
+        (" en ", "en"),
+        ("fr", "zh-CN"),
+    ],
 )
 def test_unknown_languages_fall_back_to_chinese(given: str | None, expected: str) -> None:
     assert i18n.normalise_language(given) == expected
@@ -139,8 +146,7 @@ def test_every_refusal_has_wording() -> None:
 
 
 def test_status_line_counts_what_waits_for_the_role() -> None:
-    counts = {"orders_today": 7, "awaiting_preliminary": 3, "awaiting_audit": 0,
-              "finals_today": 2}
+    counts = {"orders_today": 7, "awaiting_preliminary": 3, "awaiting_audit": 0, "finals_today": 2}
     assert i18n.role_status_line(Role.radiologist, counts, "zh-CN") == "有 3 项检查等待初步报告。"
     assert i18n.role_status_line("radiologist", counts, "en").startswith("3 studies")
     assert i18n.role_status_line(Role.auditor, counts, "zh-CN") == "当前没有需要您处理的事项。"

@@ -29,13 +29,22 @@ from portal.pages.login import LoginState, attempt_login
 S = TypeVar("S", bound=rx.State)
 
 RADIOLOGIST = SignedInUser(
-    id=2, username="radiologist", display_name="高斌海", role=Role.radiologist,
-    title=ProfessionalTitle.resident, facility_id=3,
+    id=2,
+    username="radiologist",
+    display_name="高斌海",
+    role=Role.radiologist,
+    title=ProfessionalTitle.resident,
+    facility_id=3,
 )
 OVERVIEW = FacilityOverview(
-    facility_code="QL-H01", facility_name="青岚县人民医院",
-    facility_name_en="Qinglan County People's Hospital", reading_centre_name="",
-    orders_today=4, awaiting_preliminary=2, awaiting_audit=1, finals_today=3,
+    facility_code="QL-H01",
+    facility_name="青岚县人民医院",
+    facility_name_en="Qinglan County People's Hospital",
+    reading_centre_name="",
+    orders_today=4,
+    awaiting_preliminary=2,
+    awaiting_audit=1,
+    finals_today=3,
 )
 
 
@@ -161,8 +170,13 @@ def test_sign_in_keeps_plain_values_and_goes_home(root: rx.State, fake: FakeServ
     out = collect(LoginState.submit.fn(state, {"username": "radiologist", "password": "p"}))
     assert redirect_target(out[-1]) == routes.HOME
     session = substate(root, SessionState)
-    assert (session.user_id, session.username, session.display_name, session.role,
-            session.facility_id) == (2, "radiologist", "高斌海", "radiologist", 3)
+    assert (
+        session.user_id,
+        session.username,
+        session.display_name,
+        session.role,
+        session.facility_id,
+    ) == (2, "radiologist", "高斌海", "radiologist", 3)
     assert session.signed_in and session.role_label == "放射科医师"
 
 
@@ -180,15 +194,17 @@ def test_home_sends_a_visitor_to_login(root: rx.State, fake: FakeServices) -> No
     assert not state.loaded
 
 
-def test_home_loads_the_overview_for_the_users_facility(
-    root: rx.State, fake: FakeServices
-) -> None:
+def test_home_loads_the_overview_for_the_users_facility(root: rx.State, fake: FakeServices) -> None:
     substate(root, SessionState)._remember(RADIOLOGIST)
     state = substate(root, HomeState)
     collect(HomeState.load.fn(state))
     assert state.loaded and not state.unavailable
-    assert (state.orders_today, state.awaiting_preliminary, state.awaiting_audit,
-            state.finals_today) == (4, 2, 1, 3)
+    assert (
+        state.orders_today,
+        state.awaiting_preliminary,
+        state.awaiting_audit,
+        state.finals_today,
+    ) == (4, 2, 1, 3)
     assert state.facility_label == "青岚县人民医院"
     assert state.status_line == "有 2 项检查等待初步报告。"
     assert "阅片工作列表" in state.outlook_line
