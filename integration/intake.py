@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hl7.ack import build_ack
 from hl7.er7 import Message, parse_message
-from hl7.errors import ER7Error, HL7Error, UnsupportedMessage
+from hl7.errors import ER7Error, HL7Error
 from hl7.orders import (
     OrderEvent,
     OrderMessage,
@@ -308,6 +308,7 @@ class Intake:
     def _ack(
         self, item: _Item, code: AckCode, text: str, *, location: str | None, error_code: str
     ) -> bytes:
+        unread = item.error if isinstance(item.error, ER7Error) else None
         return build_ack(
             item.message,
             code=code,
@@ -316,13 +317,14 @@ class Intake:
             error_code=error_code,
             control_id=self._ack_id(),
             now=self._clock().astimezone(self._settings.zone),
+            original_control_id=unread.control_id if unread else "",
         )
 
     def _apply(self, connection: Connection, item: _Item, *, careful: bool) -> bytes:
         """Store and apply one new message inside the batch's transaction; return its ACK."""
         now = self._clock()
         if item.error is not None:
-            code: AckCode = "AR" if isinstance(item.error, (ER7Error, UnsupportedMessage)) else "AE"
+            code: AckCode = item.error.ack_code
             status = InboundStatus.rejected if code == "AR" else InboundStatus.failed
             ack = self._ack(
                 item,
