@@ -27,10 +27,18 @@ pytestmark = pytest.mark.slow
 
 def _start_hub(folder: Path, mllp_port: int, http_port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env.update(HUREN_DATA_DIR=str(folder), HUREN_BIND="127.0.0.1",
-               HUREN_MLLP_PORT=str(mllp_port), HUREN_HTTP_PORT=str(http_port))
-    hub = subprocess.Popen([sys.executable, "-m", "integration.cli", "serve"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        HUREN_DATA_DIR=str(folder),
+        HUREN_BIND="127.0.0.1",
+        HUREN_MLLP_PORT=str(mllp_port),
+        HUREN_HTTP_PORT=str(http_port),
+    )
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "integration.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -59,16 +67,19 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(database, settings=settings,
-                     options=DemoOptions(seed=5, exams=50, progress=False))
+    seed_demo_region(
+        database, settings=settings, options=DemoOptions(seed=5, exams=50, progress=False)
+    )
     database.dispose()
     mllp_port, http_port = free_port(), free_port()
     hub = _start_hub(tmp_path, mllp_port, http_port)
     acked: list[str] = []
 
     async def load() -> None:
-        senders = [asyncio.create_task(_send_until_killed(mllp_port, k * 100_000, acked, 5_000))
-                   for k in range(4)]
+        senders = [
+            asyncio.create_task(_send_until_killed(mllp_port, k * 100_000, acked, 5_000))
+            for k in range(4)
+        ]
         deadline = time.monotonic() + 30
         while len(acked) < 300 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -82,8 +93,12 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
     database_file = tmp_path / "huren.db"
     with sqlite3.connect(database_file) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = {row[0] for row in connection.execute(
-            "SELECT control_id FROM inbound_message WHERE status = 'accepted'")}
+        stored = {
+            row[0]
+            for row in connection.execute(
+                "SELECT control_id FROM inbound_message WHERE status = 'accepted'"
+            )
+        }
         orders = {row[0] for row in connection.execute("SELECT placer_number FROM exam_order")}
     missing = [control_id for control_id in acked if control_id not in stored]
     assert missing == []
@@ -93,6 +108,7 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
     # After a restart the clinics re-send what got no ACK: nothing is applied twice.
     hub = _start_hub(tmp_path, mllp_port, http_port)
     try:
+
         async def resend() -> list[str]:
             codes = []
             async with MllpClient("127.0.0.1", mllp_port, timeout=10) as client:
