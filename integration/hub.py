@@ -65,8 +65,8 @@ async def _start_http(
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Upgrade the schema if needed, start the listeners, and run until ``stop`` is set.
 
-    Shutdown runs in reverse: stop accepting HL7 (in-flight messages are
-    answered), drain the intake writer, stop the outbox worker, stop HTTP.
+    Shutdown runs in reverse: stop HTTP, stop accepting HL7 (in-flight
+    messages are answered), drain the intake writer, stop the outbox worker.
     """
     settings.check_production()
     database = Database.from_settings(settings)
@@ -83,8 +83,6 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         stack.callback(database.dispose)
         for signum in (signal.SIGTERM, signal.SIGINT):
             stack.callback(loop.remove_signal_handler, signum)
-
-        http, http_task = await _start_http(settings, database, stack)
 
         worker_stop = asyncio.Event()
         worker = OutboxWorker(
@@ -114,6 +112,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         )
         await mllp.start()
         stack.push_async_callback(mllp.stop)
+
+        # HTTP comes up last, so /healthz answering means every listener is ready.
+        http, http_task = await _start_http(settings, database, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
         log.info(
