@@ -44,7 +44,8 @@ from models.errors import Conflict, HurenError, NotFound, ValidationError
 log = logging.getLogger("huren.intake")
 INBOUND = metadata.tables["inbound_message"]
 _STORED_ACKS = select(INBOUND.c.sender, INBOUND.c.control_id, INBOUND.c.ack).where(
-    INBOUND.c.control_id.in_(bindparam("control_ids", expanding=True))
+    INBOUND.c.sender.in_(bindparam("senders", expanding=True)),  # (sender, control_id) index
+    INBOUND.c.control_id.in_(bindparam("control_ids", expanding=True)),
 )
 _INSERT_INBOUND = insert(INBOUND)
 _SET_OUTCOME = (
@@ -277,7 +278,11 @@ class Intake:
                 answered: dict[tuple[str, str], bytes] = {
                     (row.sender, row.control_id): bytes(row.ack)
                     for row in connection.execute(
-                        _STORED_ACKS, {"control_ids": sorted({i.control_id for i in batch})}
+                        _STORED_ACKS,
+                        {
+                            "senders": sorted({i.sender for i in batch}),
+                            "control_ids": sorted({i.control_id for i in batch}),
+                        },
                     )
                     if row.ack is not None
                 }
