@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     empi_link_threshold: float = Field(default=0.95, ge=0, le=1)  # link on demographics alone
     empi_review_threshold: float = Field(default=0.6, ge=0, le=1)  # keep apart, flag for review
 
+    dicom_restrict_callers: bool = True  # only AE titles configured for a facility may call
+    dicom_default_facility: str = ""  # facility code for unknown callers when not restricted
+    study_quiet_seconds: float = Field(
+        default=60.0, gt=0
+    )  # no new instance for this long: complete
+    stabiliser_poll_seconds: float = Field(default=5.0, gt=0)
+    reconcile_min_confidence: float = Field(default=0.8, ge=0, le=1)  # patient+modality+date match
+
     outbox_max_attempts: int = Field(default=12, ge=1)  # then the row is dead-lettered
     outbox_backoff_seconds: float = Field(default=2.0, gt=0)  # first retry; doubles each time
     outbox_backoff_max_seconds: float = Field(default=600.0, gt=0)
@@ -90,6 +98,10 @@ class Settings(BaseSettings):
     def _shares_fit(self) -> Settings:
         if self.settlement_clinic_share_fen > self.settlement_rate_fen:
             raise ValueError("the clinic's settlement share cannot exceed the rate")
+        if not self.dicom_restrict_callers and not self.dicom_default_facility:
+            raise ValueError(
+                "HUREN_DICOM_DEFAULT_FACILITY must name a facility when callers are not restricted"
+            )
         if self.empi_review_threshold > self.empi_link_threshold:
             raise ValueError("the EMPI review threshold cannot exceed the link threshold")
         return self

@@ -19,6 +19,7 @@ class Study(SQLModel, table=True):
         Index("ix_study_worklist", "reading_centre_id", "reading_status", "completed_at"),
         Index("ix_study_prior", "patient_id", "exam_type_id", "started_at"),
         Index("ix_study_facility_started", "facility_id", "started_at"),
+        Index("ix_study_status_last", "status", "last_instance_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

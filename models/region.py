@@ -58,6 +58,8 @@ class FacilityAeTitle(SQLModel, table=True):
     ae_title: str = Field(max_length=16, unique=True)
     station_name: str = Field(default="", max_length=64)
     modality: str = Field(default="", max_length=16)
+    host: str | None = Field(default=None, max_length=255)  # where C-MOVE sends to this AE
+    port: int | None = None
 
 
 class User(SQLModel, table=True):

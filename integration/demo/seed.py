@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Connection, Table, func, insert, select, text
 from sqlmodel import Session, col
 from sqlmodel import select as select_models
@@ -17,6 +14,7 @@ from integration.accounts import hash_password
 from integration.database import Database
 from integration.demo.history import HistoryCounts, HistoryGenerator, HistoryShape
 from integration.demo.region import DemoRegion, build_region
+from integration.progress import progress_bar
 from integration.settings import Settings
 from models import ExamType, metadata
 from models.catalogue import load_catalogue, sync_catalogue
@@ -86,7 +84,9 @@ def seed_demo_region(
     tables: dict[str, Table] = dict(metadata.tables)
     with database.engine.begin() as connection:
         _write_region(connection, tables, region, settings, anchor)
-        with _progress(options.progress, options.exams) as advance:
+        with progress_bar(
+            "seeding demo region", options.exams, enabled=options.progress
+        ) as advance:
             for batch in generator.batches(options.exams, on_progress=advance):
                 for table_name in HistoryGenerator.TABLE_ORDER:
                     rows = batch[table_name]
@@ -197,31 +197,3 @@ def _advance_sequences(connection: Connection, tables: dict[str, Table]) -> None
                 text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :value)"),
                 {"table": name, "value": highest},
             )
-
-
-class _progress:
-    """A rich progress bar on stderr, or nothing; yields the function that advances it."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar: Progress | None = None
-        self._task: Any = None
-        if enabled:
-            self._bar = Progress(
-                TextColumn("seeding demo region"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._task = self._bar.add_task("exams", total=total)
-
-    def __enter__(self) -> Callable[[int], None]:
-        if self._bar is None:
-            return lambda _n: None
-        self._bar.start()
-        bar, task = self._bar, self._task
-        return lambda n: bar.advance(task, n)
-
-    def __exit__(self, *_exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
