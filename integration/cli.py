@@ -130,6 +130,78 @@ def _cmd_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dicom_import(settings: Settings, args: argparse.Namespace) -> int:
+    from dicom.store import FileStore
+
+    from integration.archive import Archive
+    from integration.directory import Directory
+    from integration.imaging import Stabiliser, import_folder
+    from integration.progress import progress_bar
+
+    if not args.folder.is_dir():
+        print(f"huren: {args.folder} is not a folder", file=sys.stderr)
+        return 2
+    database = Database.from_settings(settings)
+    database.upgrade()
+    directory = Directory(database.engine)
+    archive = Archive(
+        database=database,
+        settings=settings,
+        directory=directory,
+        files=FileStore(settings.data_dir),
+    )
+    archive.start()
+    total = sum(1 for p in args.folder.rglob("*") if p.is_file())
+    try:
+        with progress_bar("importing DICOM files", total, enabled=not args.quiet) as advance:
+            stored, refused = import_folder(
+                archive,
+                Stabiliser(database=database, settings=settings),
+                database=database,
+                folder=args.folder,
+                facility_code=args.facility,
+                directory=directory,
+                settings=settings,
+                progress=advance,
+            )
+    finally:
+        archive.stop()
+    print(f"{stored} instances stored, {refused} files refused")
+    return 0 if refused == 0 else 1
+
+
+def _cmd_dicom_unmatched(settings: Settings, _args: argparse.Namespace) -> int:
+    from integration.reconcile import unmatched
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.connect() as connection:
+        rows = unmatched(connection)
+    for row in rows:
+        print(
+            f"{row.study_instance_uid}  facility {row.facility_id}  accession "
+            f"{row.accession_number or '-'}  patient {row.dicom_patient_id} "
+            f"{row.dicom_patient_name}  {row.modalities}"
+        )
+    print(f"{len(rows)} studies wait for reconciliation")
+    return 0
+
+
+def _cmd_dicom_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.reconcile import reconcile_manually
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        reconcile_manually(
+            connection, study_uid=args.study, accession_number=args.accession, now=datetime.now(UTC)
+        )
+    print(f"study {args.study} attached to order {args.accession}")
+    return 0
+
+
 _SCALES = {"tiny": 2_000, "small": 20_000, "default": 100_000, "large": 1_000_000}
 
 
@@ -169,6 +241,22 @@ def _parser() -> argparse.ArgumentParser:
     retry = outbox.add_parser("retry", help="queue dead-lettered messages again")
     retry.add_argument("--id", type=int, action="append", help="only this outbox id")
     retry.set_defaults(handler=_cmd_outbox_retry)
+
+    dicom = commands.add_parser("dicom", help="the DICOM archive").add_subparsers(
+        dest="dicom", required=True
+    )
+    importer = dicom.add_parser("import", help="bulk-import a folder of DICOM files")
+    importer.add_argument("folder", type=Path)
+    importer.add_argument("--facility", required=True, help="code of the facility they come from")
+    importer.add_argument("--quiet", action="store_true", help="no progress bar")
+    importer.set_defaults(handler=_cmd_dicom_import)
+    dicom.add_parser("unmatched", help="studies waiting for reconciliation").set_defaults(
+        handler=_cmd_dicom_unmatched
+    )
+    attach = dicom.add_parser("reconcile", help="attach a study to an order by hand")
+    attach.add_argument("study", help="Study Instance UID")
+    attach.add_argument("accession", help="accession number of the order")
+    attach.set_defaults(handler=_cmd_dicom_reconcile)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True

@@ -10,10 +10,14 @@ from collections.abc import Generator
 
 import uvicorn
 
+from dicom.server import DicomServer
+from dicom.store import FileStore
 from hl7.mllp import MllpServer
+from integration.archive import Archive
 from integration.database import Database
 from integration.directory import Directory
 from integration.http import build_http_app
+from integration.imaging import CallerPolicy, Stabiliser, StudyQueryService, WorklistService
 from integration.intake import Intake
 from integration.outbox import OutboxWorker
 from integration.report_return import send_hl7
@@ -113,16 +117,49 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         await mllp.start()
         stack.push_async_callback(mllp.stop)
 
+        files = FileStore(settings.data_dir)
+        archive = Archive(database=database, settings=settings, directory=directory, files=files)
+        archive.start()
+        stack.callback(archive.stop)
+        stabiliser = Stabiliser(database=database, settings=settings)
+        stabiliser_stop = asyncio.Event()
+        stabiliser_task = asyncio.create_task(stabiliser.run(stabiliser_stop), name="stabiliser")
+
+        async def stop_stabiliser() -> None:
+            stabiliser_stop.set()
+            await stabiliser_task
+
+        stack.push_async_callback(stop_stabiliser)
+        dicom = DicomServer(
+            ae_title=settings.dicom_aet,
+            host=settings.bind,
+            port=settings.dicom_port,
+            storage=archive,
+            worklist=WorklistService(database=database, settings=settings, directory=directory),
+            query=StudyQueryService(database=database, settings=settings, files=files),
+            callers=CallerPolicy(database=database, settings=settings, directory=directory),
+            zone=settings.zone,
+        )
+        await asyncio.to_thread(dicom.start)
+
+        async def stop_dicom() -> None:
+            await asyncio.to_thread(dicom.stop)
+
+        stack.push_async_callback(stop_dicom)
+
         # HTTP comes up last, so /healthz answering means every listener is ready.
         http, http_task = await _start_http(settings, database, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
         log.info(
-            "hub ready: HTTP http://%s:%s/healthz, MLLP %s:%d",
+            "hub ready: HTTP http://%s:%s/healthz, MLLP %s:%d, DICOM %s@%s:%d",
             settings.bind,
             ports[0] if ports else "?",
             settings.bind,
             mllp.port,
+            settings.dicom_aet,
+            settings.bind,
+            dicom.port,
         )
         stop_wait = asyncio.create_task(stop.wait())
         await asyncio.wait({stop_wait, http_task}, return_when=asyncio.FIRST_COMPLETED)
