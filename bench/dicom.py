@@ -1,11 +1,12 @@
-"""DICOM storage speed: CT instances from dcmtk's storescu into the hub's DICOM server.
+"""DICOM storage speed: CT instances from dcmtk's storescu into the hub's archive and index.
 
 Goal: >= 250 CT instances/s from one association and from 4 parallel
-associations. Measured here without the database: DicomServer with a storage
-handler that reads the facts and writes each file with FileStore (atomic,
-fsynced) before answering. The bound, measured in the same run with the same
-client and files, is dcmtk's own storescp writing to a temporary folder
-(``--fork`` so parallel associations run in parallel; it does not fsync).
+associations, each instance durable (file fsynced and renamed, index row
+committed) before its success. Ours is the hub's own path: DicomServer with
+the integration Archive (FileStore + group-committed SQLite index). The bound,
+measured in the same run with the same client and files, is dcmtk's own
+storescp writing to a temporary folder (``--fork`` so parallel associations
+run in parallel; it does not fsync and keeps no index).
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _H
 
 from pydicom import dcmread  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
+from sqlalchemy import func, insert  # noqa: E402
 
-from dicom.errors import InvalidInstance, StorageFull  # noqa: E402
-from dicom.instance import facts_from  # noqa: E402
 from dicom.server import DicomServer  # noqa: E402
 from dicom.store import FileStore  # noqa: E402
+from integration.archive import Archive  # noqa: E402
+from integration.database import Database  # noqa: E402
+from integration.directory import Directory  # noqa: E402
+from integration.imaging import CallerPolicy  # noqa: E402
+from integration.settings import Settings  # noqa: E402
+from models import metadata  # noqa: E402
 
 GOAL = 250.0
 PARALLEL = 4
@@ -83,40 +88,50 @@ def make_copies(folder: Path, count: int, parts: int = PARALLEL) -> list[Path]:
     return folders
 
 
-class Archive:
-    """Storage handler: facts, then FileStore.write, then success. No database."""
-
-    def __init__(self, root: Path) -> None:
-        self.files = FileStore(root)
-
-    def store(self, encoded: bytes, dataset: Dataset, *, calling_aet: str, peer: str) -> int:
-        try:
-            self.files.write(encoded, facts_from(dataset, zone=ZONE))
-        except InvalidInstance as exc:
-            return exc.status
-        except StorageFull as exc:
-            return exc.status
-        return 0x0000
-
-
-class Everyone:
-    def allowed(self, calling_aet: str, peer: str) -> bool:
-        return True
-
-    def move_destination(self, aet: str) -> tuple[str, int] | None:
-        return None
+def _region(root: Path) -> tuple[Settings, Database]:
+    """A database with one township whose CT answers to the sender's AE title."""
+    settings = Settings(data_dir=root)  # type: ignore[arg-type]
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        facility_id = connection.execute(
+            insert(metadata.tables["facility"]).values(
+                code="BENCH-T",
+                name="基准卫生院",
+                name_en="",
+                level="township",
+                kind="health_centre",
+                is_reading_centre=False,
+                area_code="",
+                hl7_charset="UNICODE UTF-8",
+                active=True,
+                created_at=func.now(),
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        connection.execute(
+            insert(metadata.tables["facility_ae_title"]).values(
+                facility_id=facility_id, ae_title="BENCH", station_name="CT", modality="CT"
+            )
+        )
+    return settings, database
 
 
 @contextmanager
 def ours(root: Path) -> Iterator[int]:
+    settings, database = _region(root)
+    directory = Directory(database.engine)
+    archive = Archive(
+        database=database, settings=settings, directory=directory, files=FileStore(root)
+    )
+    archive.start()
     server = DicomServer(
         ae_title=AET,
         host="127.0.0.1",
         port=0,
-        storage=Archive(root),
+        storage=archive,
         worklist=None,
         query=None,
-        callers=Everyone(),
+        callers=CallerPolicy(database=database, settings=settings, directory=directory),
         zone=ZONE,
     )
     server.start()
@@ -124,6 +139,8 @@ def ours(root: Path) -> Iterator[int]:
         yield server.port
     finally:
         server.stop(grace=5)
+        archive.stop()
+        database.dispose()
 
 
 @contextmanager
@@ -171,7 +188,12 @@ def send(port: int, folders: list[Path]) -> float:
 
 
 def received(root: Path) -> int:
-    return sum(1 for path in root.rglob("*") if path.is_file() and not path.name.startswith("."))
+    """Instances that arrived: files under the receiver's folder, the index excepted."""
+    return sum(
+        1
+        for path in root.rglob("*")
+        if path.is_file() and not path.name.startswith(".") and not path.name.startswith("huren.db")
+    )
 
 
 def measure(
@@ -219,12 +241,15 @@ def main() -> int:
         f"1 association: ours {ours_one:.0f}/s, storescp {bound_one:.0f}/s; "
         f"{PARALLEL} associations: ours {ours_many:.0f}/s, storescp {bound_many:.0f}/s"
     )
-    rate, bound = min((ours_one, bound_one), (ours_many, bound_many))
-    verdict = "met" if min(ours_one, ours_many) >= GOAL else "missed"
-    print(
-        f"GOAL dicom-store: {rate:.0f} inst/s (bound storescp {bound:.0f} inst/s, "
-        f"ratio {rate / bound:.2f}) goal >={GOAL:.0f} inst/s: {verdict}"
-    )
+    for name, rate, bound in (
+        ("dicom-store-1", ours_one, bound_one),
+        (f"dicom-store-{PARALLEL}", ours_many, bound_many),
+    ):
+        verdict = "met" if rate >= GOAL else "missed"
+        print(
+            f"GOAL {name}: {rate:.0f} inst/s (bound storescp {bound:.0f} inst/s, "
+            f"ratio {rate / bound:.2f}) goal >={GOAL:.0f} inst/s: {verdict}"
+        )
     return 0
 
 

@@ -139,7 +139,11 @@ def main() -> int:
             capture_output=True,
         )
         mllp_port, http_port = free_port(), free_port()
-        env.update(HUREN_MLLP_PORT=str(mllp_port), HUREN_HTTP_PORT=str(http_port))
+        env.update(
+            HUREN_MLLP_PORT=str(mllp_port),
+            HUREN_HTTP_PORT=str(http_port),
+            HUREN_DICOM_PORT=str(free_port()),
+        )
         hub = subprocess.Popen(
             [*huren, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

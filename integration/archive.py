@@ -16,14 +16,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from dicom.instance import InstanceFacts, facts_from
-from dicom.store import FileStore, StoredFile
 from pydicom import Dataset
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom.errors import InvalidInstance, StorageFull
+from dicom.instance import InstanceFacts, facts_from
+from dicom.store import FileStore, StoredFile
 from integration.database import Database
 from integration.directory import Directory, FacilityRef
 from integration.settings import Settings
@@ -54,6 +55,21 @@ _SERIES_BY_UID = select(SERIES.c.id).where(SERIES.c.series_instance_uid == bindp
 _INSERT_STUDY = insert(STUDY)
 _INSERT_SERIES = insert(SERIES)
 _INSERT_INSTANCE = insert(INSTANCE)
+_BUMP_STUDY = (
+    update(STUDY)
+    .where(STUDY.c.id == bindparam("b_id"))
+    .values(
+        num_instances=STUDY.c.num_instances + bindparam("b_instances"),
+        num_series=STUDY.c.num_series + bindparam("b_series"),
+        last_instance_at=bindparam("b_last"),
+        modalities=bindparam("b_modalities"),
+    )
+)
+_BUMP_SERIES = (
+    update(SERIES)
+    .where(SERIES.c.id == bindparam("b_id"))
+    .values(num_instances=SERIES.c.num_instances + bindparam("b_instances"))
+)
 
 
 @dataclass
@@ -90,6 +106,8 @@ class Archive:
         self._writer: threading.Thread | None = None
         self.indexed = 0
         self.commits = 0
+        self._study_ids: dict[str, tuple[int, str]] = {}  # writer thread only
+        self._series_ids: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -195,13 +213,42 @@ class Archive:
             self._commit(batch)
 
     def _commit(self, batch: list[_Job]) -> None:
+        """Index a batch in one transaction; counts are bumped once per study and series."""
         try:
             with self._database.engine.begin() as connection:
+                studies: dict[int, dict[str, Any]] = {}
+                series: dict[int, int] = {}
                 for job in batch:
-                    self._index(connection, job)
+                    study_id, series_id, new_series, modalities = self._index(connection, job)
+                    counted = 1 if job.version == 1 else 0
+                    bump = studies.setdefault(
+                        study_id,
+                        {
+                            "b_id": study_id,
+                            "b_instances": 0,
+                            "b_series": 0,
+                            "b_last": job.received_at,
+                            "b_modalities": modalities,
+                        },
+                    )
+                    bump["b_instances"] += counted
+                    bump["b_series"] += 1 if new_series else 0
+                    bump["b_last"] = max(bump["b_last"], job.received_at)
+                    bump["b_modalities"] = modalities
+                    series[series_id] = series.get(series_id, 0) + counted
+                connection.execute(_BUMP_STUDY, list(studies.values()))
+                connection.execute(
+                    _BUMP_SERIES,
+                    [
+                        {"b_id": series_id, "b_instances": count}
+                        for series_id, count in series.items()
+                    ],
+                )
             self.commits += 1
             self.indexed += len(batch)
         except Exception as exc:  # reported to every waiting C-STORE as a failure
+            self._study_ids.clear()  # ids inserted by the rolled-back transaction are gone
+            self._series_ids.clear()
             if len(batch) > 1:
                 for job in batch:
                     self._commit([job])
@@ -210,10 +257,20 @@ class Archive:
         for job in batch:
             job.done.set()
 
-    def _index(self, connection: Connection, job: _Job) -> None:
+    def _index(self, connection: Connection, job: _Job) -> tuple[int, int, bool, str]:
+        """Study and series (created on first sight) and the instance row."""
         facts, now = job.facts, job.received_at
-        study = connection.execute(_STUDY_BY_UID, {"uid": facts.study_instance_uid}).first()
-        if study is None:
+        if len(self._study_ids) > 10_000:
+            self._study_ids.clear()
+            self._series_ids.clear()
+        known = self._study_ids.get(facts.study_instance_uid)
+        if known is None:
+            study = connection.execute(_STUDY_BY_UID, {"uid": facts.study_instance_uid}).first()
+            if study is not None:
+                known = (study.id, study.modalities)
+                if study.status == StudyStatus.complete:
+                    log.info("late instance for complete study %s", facts.study_instance_uid)
+        if known is None:
             study_id = connection.execute(
                 _INSERT_STUDY,
                 {
@@ -247,34 +304,38 @@ class Archive:
                     "source_node": None,
                 },
             ).inserted_primary_key[0]  # type: ignore[index]
-            modalities = facts.modality
-        else:
-            study_id = study.id
-            modalities = study.modalities
-            if facts.modality and facts.modality not in modalities.split("\\"):
-                modalities = "\\".join(m for m in (modalities, facts.modality) if m)
-            if study.status == StudyStatus.complete:
-                log.info("late instance for complete study %s", facts.study_instance_uid)
-        series = connection.execute(_SERIES_BY_UID, {"uid": facts.series_instance_uid}).first()
-        new_series = series is None
-        if series is None:
-            series_id = connection.execute(
-                _INSERT_SERIES,
-                {
-                    "study_id": study_id,
-                    "series_instance_uid": facts.series_instance_uid,
-                    "number": facts.series_number,
-                    "modality": facts.modality or "OT",
-                    "body_part": facts.body_part[:16],
-                    "laterality": facts.laterality[:2],
-                    "description": facts.series_description[:128],
-                    "station_name": facts.station_name[:64],
-                    "started_at": facts.series_datetime,
-                    "num_instances": 0,
-                },
-            ).inserted_primary_key[0]  # type: ignore[index]
-        else:
-            series_id = series.id
+            known = (int(study_id), facts.modality)
+        study_id, modalities = known
+        if facts.modality and facts.modality not in modalities.split("\\"):
+            modalities = "\\".join(m for m in (modalities, facts.modality) if m)
+        self._study_ids[facts.study_instance_uid] = (study_id, modalities)
+
+        series_id = self._series_ids.get(facts.series_instance_uid)
+        new_series = False
+        if series_id is None:
+            found = connection.execute(_SERIES_BY_UID, {"uid": facts.series_instance_uid}).first()
+            if found is not None:
+                series_id = int(found.id)
+            else:
+                new_series = True
+                series_id = int(
+                    connection.execute(
+                        _INSERT_SERIES,
+                        {
+                            "study_id": study_id,
+                            "series_instance_uid": facts.series_instance_uid,
+                            "number": facts.series_number,
+                            "modality": facts.modality or "OT",
+                            "body_part": facts.body_part[:16],
+                            "laterality": facts.laterality[:2],
+                            "description": facts.series_description[:128],
+                            "station_name": facts.station_name[:64],
+                            "started_at": facts.series_datetime,
+                            "num_instances": 0,
+                        },
+                    ).inserted_primary_key[0]  # type: ignore[index]
+                )
+            self._series_ids[facts.series_instance_uid] = series_id
         connection.execute(
             _INSERT_INSTANCE,
             {
@@ -291,19 +352,4 @@ class Archive:
                 "received_at": now,
             },
         )
-        if job.version == 1:
-            connection.execute(
-                update(SERIES)
-                .where(SERIES.c.id == series_id)
-                .values(num_instances=SERIES.c.num_instances + 1)
-            )
-        connection.execute(
-            update(STUDY)
-            .where(STUDY.c.id == study_id)
-            .values(
-                num_instances=STUDY.c.num_instances + (1 if job.version == 1 else 0),
-                num_series=STUDY.c.num_series + (1 if new_series else 0),
-                last_instance_at=now,
-                modalities=modalities,
-            )
-        )
+        return study_id, series_id, new_series, modalities

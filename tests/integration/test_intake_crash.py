@@ -32,6 +32,7 @@ def _start_hub(folder: Path, mllp_port: int, http_port: int) -> subprocess.Popen
         HUREN_BIND="127.0.0.1",
         HUREN_MLLP_PORT=str(mllp_port),
         HUREN_HTTP_PORT=str(http_port),
+        HUREN_DICOM_PORT=str(free_port()),
     )
     hub = subprocess.Popen(
         [sys.executable, "-m", "integration.cli", "serve"],

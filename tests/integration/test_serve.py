@@ -22,7 +22,13 @@ HEAD = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("0*.py"))[-1][:
 
 def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env.update(HUREN_DATA_DIR=str(tmp_path / "var"), HUREN_BIND="127.0.0.1", **extra)
+    env.update(
+        HUREN_DATA_DIR=str(tmp_path / "var"),
+        HUREN_BIND="127.0.0.1",
+        HUREN_MLLP_PORT=str(free_port()),
+        HUREN_DICOM_PORT=str(free_port()),
+        **extra,
+    )
     return env
 
 
