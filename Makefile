@@ -36,7 +36,7 @@ portal: install
 	scripts/portal.sh
 
 lint: install
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy
 
 test: lint

@@ -132,7 +132,6 @@ def _cmd_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_dicom_import(settings: Settings, args: argparse.Namespace) -> int:
     from dicom.store import FileStore
-
     from integration.archive import Archive
     from integration.directory import Directory
     from integration.imaging import Stabiliser, import_folder

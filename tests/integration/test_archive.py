@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 
 from dicom.server import DicomServer
 from dicom.store import FileStore
@@ -31,6 +31,7 @@ from integration.imaging import (
 from integration.settings import Settings
 from models import metadata
 from models.catalogue import load_catalogue, sync_catalogue
+from tests.hub_helpers import add_township
 
 T = metadata.tables
 DCMTK = Path("/usr/bin")
@@ -91,25 +92,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     database.upgrade()
     now = datetime.now(UTC)
     with database.engine.begin() as connection:
-        facility_id = connection.execute(
-            insert(T["facility"]).values(
-                code="QL-T01",
-                name="测试卫生院",
-                name_en="",
-                level="township",
-                kind="health_centre",
-                is_reading_centre=False,
-                area_code="",
-                hl7_charset="UNICODE UTF-8",
-                active=True,
-                created_at=func.now(),
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        connection.execute(
-            insert(T["facility_ae_title"]).values(
-                facility_id=facility_id, ae_title="QLT01CT", station_name="CT1", modality="CT"
-            )
-        )
+        facility_id = add_township(connection, "QL-T01", ae_title="QLT01CT")
     with database.session() as session:
         sync_catalogue(session, entries=load_catalogue())
     with database.engine.begin() as connection:

@@ -21,6 +21,7 @@ from integration.settings import Settings
 from models import metadata
 from models.catalogue import load_catalogue, sync_catalogue
 from models.enums import FacilityKind, FacilityLevel, InboundStatus, OrderStatus, Priority
+from tests.hub_helpers import add_township
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "hl7"
 T = metadata.tables
@@ -452,20 +453,7 @@ def test_concurrent_senders_share_commits_and_all_get_their_own_ack(hub: Hub) ->
             assert intake.batched == 200 and intake.batches < 200
 
     with hub.database.engine.begin() as connection:
-        connection.execute(
-            insert(T["facility"]).values(
-                code="QL-T01",
-                name="测试卫生院",
-                name_en="",
-                level="township",
-                kind="health_centre",
-                is_reading_centre=False,
-                area_code="",
-                hl7_charset="UNICODE UTF-8",
-                active=True,
-                created_at=func.now(),
-            )
-        )
+        add_township(connection, "QL-T01")
     hub.directory.reload()
     results = asyncio.run(scenario())
     for k, acks in enumerate(results):

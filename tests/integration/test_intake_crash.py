@@ -6,10 +6,7 @@ import asyncio
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,35 +18,9 @@ from integration.database import Database
 from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.settings import Settings
 from tests.conftest import free_port
+from tests.hub_helpers import start_hub
 
 pytestmark = pytest.mark.slow
-
-
-def _start_hub(folder: Path, mllp_port: int, http_port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env.update(
-        HUREN_DATA_DIR=str(folder),
-        HUREN_BIND="127.0.0.1",
-        HUREN_MLLP_PORT=str(mllp_port),
-        HUREN_HTTP_PORT=str(http_port),
-        HUREN_DICOM_PORT=str(free_port()),
-    )
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "integration.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1):
-                return hub
-        except OSError:
-            assert hub.poll() is None, "hub exited while starting"
-            time.sleep(0.1)
-    hub.kill()
-    raise AssertionError("hub did not start")
 
 
 async def _send_until_killed(port: int, offset: int, acked: list[str], count: int) -> None:
@@ -73,7 +44,7 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
     )
     database.dispose()
     mllp_port, http_port = free_port(), free_port()
-    hub = _start_hub(tmp_path, mllp_port, http_port)
+    hub = start_hub(tmp_path, http_port=http_port, mllp_port=mllp_port)
     acked: list[str] = []
 
     async def load() -> None:
@@ -107,7 +78,7 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
         assert f"P{int(control_id.removeprefix('BENCH')):09d}" in orders
 
     # After a restart the clinics re-send what got no ACK: nothing is applied twice.
-    hub = _start_hub(tmp_path, mllp_port, http_port)
+    hub = start_hub(tmp_path, http_port=http_port, mllp_port=mllp_port)
     try:
 
         async def resend() -> list[str]:

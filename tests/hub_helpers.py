@@ -1,0 +1,81 @@
+"""Shared by the tests: a facility row in a few words, and `huren serve` as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import Connection, func, insert
+
+from models import metadata
+from tests.conftest import free_port
+
+T = metadata.tables
+
+
+def add_township(
+    connection: Connection,
+    code: str,
+    *,
+    ae_title: str | None = None,
+    modality: str = "CT",
+    charset: str = "UNICODE UTF-8",
+) -> int:
+    """A township health centre (and, if given, the AE title of its modality)."""
+    facility_id = int(
+        connection.execute(
+            insert(T["facility"]).values(
+                code=code,
+                name="测试卫生院",
+                name_en="",
+                level="township",
+                kind="health_centre",
+                is_reading_centre=False,
+                area_code="",
+                hl7_charset=charset,
+                active=True,
+                created_at=func.now(),
+            )
+        ).inserted_primary_key[0]
+    )  # type: ignore[index]
+    if ae_title:
+        connection.execute(
+            insert(T["facility_ae_title"]).values(
+                facility_id=facility_id, ae_title=ae_title, station_name=modality, modality=modality
+            )
+        )
+    return facility_id
+
+
+def start_hub(
+    folder: Path, *, http_port: int, mllp_port: int | None = None, dicom_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """`huren serve` on 127.0.0.1, returned once /healthz answers (every listener is up)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
+    env.update(
+        HUREN_DATA_DIR=str(folder),
+        HUREN_BIND="127.0.0.1",
+        HUREN_HTTP_PORT=str(http_port),
+        HUREN_MLLP_PORT=str(mllp_port or free_port()),
+        HUREN_DICOM_PORT=str(dicom_port or free_port()),
+    )
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "integration.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1):
+                return hub
+        except OSError:
+            assert hub.poll() is None, "hub exited while starting"
+            time.sleep(0.1)
+    hub.kill()
+    raise AssertionError("hub did not start")
