@@ -27,7 +27,7 @@ export REFLEX_LOGLEVEL="${REFLEX_LOGLEVEL:-info}"
 # Reflex otherwise probes two registries for the faster one; use npm's own setting.
 if [[ -z "${NPM_CONFIG_REGISTRY:-}" ]]; then
     NPM_CONFIG_REGISTRY="$(npm config get registry 2>/dev/null || true)"
-    export NPM_CONFIG_REGISTRY="${NPM_CONFIG_REGISTRY:-https://registry.npmjs.org/}"
+    if [[ -n "$NPM_CONFIG_REGISTRY" ]]; then export NPM_CONFIG_REGISTRY; else unset NPM_CONFIG_REGISTRY; fi
 fi
 
 bun_ok() {
