@@ -75,49 +75,29 @@ def authenticate(
     failure count, so the caller must commit before re-raising.
     """
     user = session.exec(select(User).where(User.username == username.strip())).first()
-    if user is None or user.id is None:
+
+    def record(ok: bool, detail: str) -> None:
         _record(
             session,
-            actor=username.strip()[:128],
-            user=None,
-            ok=False,
+            actor=user.username if user else username.strip()[:128],
+            user=user,
+            ok=ok,
             now=now,
             source_address=source_address,
-            detail="unknown user",
+            detail=detail,
         )
+
+    if user is None or user.id is None:
+        record(False, "unknown user")
         raise LoginFailed(LoginRefusal.invalid)
     if user.is_demo and not settings.demo_accounts_allowed:
-        _record(
-            session,
-            actor=user.username,
-            user=user,
-            ok=False,
-            now=now,
-            source_address=source_address,
-            detail="demo account refused in production",
-        )
+        record(False, "demo account refused in production")
         raise LoginFailed(LoginRefusal.demo_refused)
     if not user.active:
-        _record(
-            session,
-            actor=user.username,
-            user=user,
-            ok=False,
-            now=now,
-            source_address=source_address,
-            detail="inactive account",
-        )
+        record(False, "inactive account")
         raise LoginFailed(LoginRefusal.inactive)
     if user.locked_until is not None and user.locked_until > now:
-        _record(
-            session,
-            actor=user.username,
-            user=user,
-            ok=False,
-            now=now,
-            source_address=source_address,
-            detail="locked",
-        )
+        record(False, "locked")
         raise LoginFailed(LoginRefusal.locked, locked_until=user.locked_until)
     if not verify_password(user.password_hash, password):
         user.failed_logins += 1
@@ -125,15 +105,7 @@ def authenticate(
             user.locked_until = now + LOCKOUT
             user.failed_logins = 0
         session.add(user)
-        _record(
-            session,
-            actor=user.username,
-            user=user,
-            ok=False,
-            now=now,
-            source_address=source_address,
-            detail="wrong password",
-        )
+        record(False, "wrong password")
         if user.locked_until is not None and user.locked_until > now:
             raise LoginFailed(LoginRefusal.locked, locked_until=user.locked_until)
         raise LoginFailed(LoginRefusal.invalid)
@@ -141,15 +113,7 @@ def authenticate(
     user.locked_until = None
     user.last_login_at = now
     session.add(user)
-    _record(
-        session,
-        actor=user.username,
-        user=user,
-        ok=True,
-        now=now,
-        source_address=source_address,
-        detail="",
-    )
+    record(True, "")
     return SignedInUser(
         id=user.id,
         username=user.username,

@@ -63,7 +63,11 @@ def test_acknowledged_instances_survive_kill_9(tmp_path: Path) -> None:
                 stored.append(dataset.SOPInstanceUID)
         if assoc.is_established:
             assoc.release()
+        else:
+            assoc.abort()  # the hub died: close our end now, not at garbage collection
+        ae.shutdown()
 
+    threads_before = threading.active_count()
     sender = threading.Thread(target=modality)
     sender.start()
     deadline = time.monotonic() + 60
@@ -73,6 +77,10 @@ def test_acknowledged_instances_survive_kill_9(tmp_path: Path) -> None:
     hub.wait(timeout=10)
     stop.set()
     sender.join(timeout=60)
+    deadline = time.monotonic() + 15  # pynetdicom's own threads wind down after the abort
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gc.collect()
     assert len(stored) >= 100
 
     with sqlite3.connect(tmp_path / "huren.db") as connection:
