@@ -256,7 +256,10 @@ def _has_other_resident_id(connection: Connection, patient_id: int, value: str) 
 
 def _check_single_resident_id(connection: Connection, patient_id: int, value: str) -> None:
     if _has_other_resident_id(connection, patient_id, value):
-        raise Conflict(f"PID-3: resident ID {value} differs from the one recorded for this patient")
+        raise Conflict(
+            f"PID-3: resident ID {value} differs from the one recorded for this patient",
+            field="PID-3",
+        )
 
 
 def _create(

@@ -115,14 +115,7 @@ def _error_code(exc: Exception) -> str:
 
 
 def _error_field(exc: Exception) -> str | None:
-    found = getattr(exc, "field", None)
-    if isinstance(found, str) and found:
-        return found
-    text = str(exc)
-    prefix = text.split(":", 1)[0]
-    if len(prefix) <= 8 and "-" in prefix and prefix[:3].isalnum():
-        return prefix
-    return None
+    return exc.field if isinstance(exc, HurenError) else None
 
 
 def _demographics(patient: PatientDemographics) -> Demographics:
@@ -438,7 +431,8 @@ class Intake:
         if sender is None:
             raise NotFound(
                 f"MSH-4: sending facility {message.sending_facility or '(empty)'} "
-                "is not configured at the hub"
+                "is not configured at the hub",
+                field="MSH-4",
             )
         apply_mapped(
             connection,
@@ -540,7 +534,7 @@ def apply_mapped(
             default_authority=sender.code,
         )
         if prior is None:
-            raise NotFound("MRG-1: no patient with the prior identifiers")
+            raise NotFound("MRG-1: no patient with the prior identifiers", field="MRG-1")
         if prior == resolution.patient_id and resolution.created:
-            raise Conflict("MRG-1: prior and surviving patient are the same record")
+            raise Conflict("MRG-1: prior and surviving patient are the same record", field="MRG-1")
         merge_patients(connection, survivor_id=resolution.patient_id, prior_id=prior, now=now)

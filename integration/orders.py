@@ -142,12 +142,14 @@ def apply_order(
         if existing.patient_id != patient_id:
             raise Conflict(
                 f"ORC-2: placer number {request.placer_number} already names an "
-                "order of another patient"
+                "order of another patient",
+                field="ORC-2",
             )
         control = "XO"
     if existing is None:
         raise NotFound(
-            f"ORC-2: no order with placer number {request.placer_number} from {ordering.code}"
+            f"ORC-2: no order with placer number {request.placer_number} from {ordering.code}",
+            field="ORC-2",
         )
     status = OrderStatus(existing.status)
     if control == "XO":
@@ -217,12 +219,18 @@ def _create(
             _BY_ACCESSION, {"facility_id": sender.id, "accession_number": accession}
         ).first()
         if clash is not None:
-            raise Conflict(f"accession number {accession} is already used by another order")
+            raise Conflict(
+                f"accession number {accession} is already used by another order",
+                field="OBR-18",
+            )
     study_uid = request.study_instance_uid or new_study_uid()
     if request.study_instance_uid and check_unique:
         taken = connection.execute(_BY_STUDY_UID, {"uid": study_uid}).first()
         if taken is not None:
-            raise Conflict(f"Study Instance UID {study_uid} already belongs to another order")
+            raise Conflict(
+                f"Study Instance UID {study_uid} already belongs to another order",
+                field="IPC-3",
+            )
     requested_at = request.requested_at or now
     result = connection.execute(
         _INSERT,

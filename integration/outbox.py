@@ -125,21 +125,24 @@ def counts(connection: Connection) -> dict[OutboxChannel, OutboxCounts]:
             OUTBOX.c.channel, OUTBOX.c.status, func.count(), func.min(OUTBOX.c.created_at)
         ).group_by(OUTBOX.c.channel, OUTBOX.c.status)
     ).all()
-    summary: dict[OutboxChannel, dict[str, object]] = {}
+    by_channel: dict[OutboxChannel, dict[OutboxStatus, tuple[int, datetime | None]]] = {}
     for channel, status, count, oldest in rows:
-        entry = summary.setdefault(OutboxChannel(channel), {"oldest_pending": None})
-        entry[OutboxStatus(status).value] = count
-        if status == OutboxStatus.pending:
-            entry["oldest_pending"] = oldest
+        by_channel.setdefault(OutboxChannel(channel), {})[OutboxStatus(status)] = (count, oldest)
+
+    def number(
+        states: dict[OutboxStatus, tuple[int, datetime | None]], status: OutboxStatus
+    ) -> int:
+        return int(states.get(status, (0, None))[0])
+
     return {
         channel: OutboxCounts(
-            pending=int(str(entry.get("pending", 0))),
-            in_flight=int(str(entry.get("in_flight", 0))),
-            delivered=int(str(entry.get("delivered", 0))),
-            dead=int(str(entry.get("dead", 0))),
-            oldest_pending=entry["oldest_pending"],  # type: ignore[arg-type]
+            pending=number(states, OutboxStatus.pending),
+            in_flight=number(states, OutboxStatus.in_flight),
+            delivered=number(states, OutboxStatus.delivered),
+            dead=number(states, OutboxStatus.dead),
+            oldest_pending=states.get(OutboxStatus.pending, (0, None))[1],
         )
-        for channel, entry in summary.items()
+        for channel, states in by_channel.items()
     }
 
 

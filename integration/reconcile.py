@@ -221,7 +221,6 @@ def complete_study(
     connection: Connection, *, study_id: int, now: datetime, zone: ZoneInfo, min_confidence: float
 ) -> Match | None:
     """Mark a stable study complete (the turnaround clock starts) and try to reconcile it."""
-    study = connection.execute(select(STUDY).where(STUDY.c.id == study_id)).one()
     connection.execute(
         update(STUDY)
         .where(STUDY.c.id == study_id)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 
 class HurenError(Exception):
-    """Root of every error Huren raises deliberately."""
+    """Root of every error Huren raises deliberately.
+
+    ``field`` names where the trouble is (an HL7 field such as ``ORC-2``, a form
+    field), so the edge that replies can point at it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ConfigurationError(HurenError):
@@ -17,11 +25,7 @@ class ConfigurationError(HurenError):
 
 
 class ValidationError(HurenError):
-    """Input broke a domain rule; ``field`` names where, for the reply to point at it."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    """Input broke a domain rule."""
 
 
 class InvalidResidentId(ValidationError):
