@@ -23,6 +23,10 @@ pytestmark = pytest.mark.slow
 MODALITY = """
 import sys
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
 
 template = dcmread(get_testdata_file("CT_small.dcm"))
 ae = AE(ae_title="QLT03CT")
