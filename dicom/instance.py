@@ -46,6 +46,7 @@ __all__ = [
     "is_valid_uid",
     "parse_da",
     "parse_tm",
+    "read_facts",
     "read_instance",
     "required_uids",
     "syntax_flags",
@@ -645,3 +646,190 @@ def _facts(dataset: Dataset, zone: ZoneInfo) -> InstanceFacts:
         requested_procedure_id=requested_procedure_id,
         sps_id=sps_id,
     )
+
+
+# --- facts straight from the bytes ------------------------------------------------------------
+
+# Character sets whose values decode with one codec (no ISO 2022 code extensions): the
+# fast path handles these and leaves any other to pydicom.
+_ONE_CODEC = {
+    "": "latin_1",  # pydicom's default repertoire reading
+    "ISO_IR 6": "latin_1",
+    "ISO_IR 100": "latin_1",
+    "ISO_IR 192": "utf_8",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+}
+_TEXT_TAGS = {
+    "PatientID": 0x00100020,
+    "PatientName": 0x00100010,
+    "AccessionNumber": 0x00080050,
+    "StudyID": 0x00200010,
+    "StudyDescription": 0x00081030,
+    "SeriesDescription": 0x0008103E,
+    "StationName": 0x00081010,
+    "RequestedProcedureID": 0x00401001,
+    "ScheduledProcedureStepID": 0x00400009,
+    "LocalNamespaceEntityID": 0x00400031,
+    "UniversalEntityID": 0x00400032,
+}
+_CHARSET_TAG = 0x00080005
+_REQUEST_ATTRIBUTES = 0x00400275
+_ACCESSION_ISSUER = 0x00080051
+
+
+class _Slow(Exception):
+    """Internal: this instance needs pydicom's full reading (ISO 2022, odd items)."""
+
+
+class _RawValues:
+    """Top-level (or one item's) element values as bytes, read as :func:`_text` would."""
+
+    def __init__(self, buf: bytes, elements: list[_Element], codec: str) -> None:
+        self.buf = buf
+        self.codec = codec
+        self.where = {tag: (start, end) for tag, _, _, start, end, _ in elements}
+
+    def raw(self, tag: int) -> bytes | None:
+        span = self.where.get(tag)
+        return None if span is None else self.buf[span[0] : span[1]]
+
+    def ascii(self, tag: int) -> str:
+        value = self.raw(tag)
+        if not value:
+            return ""
+        text = value.decode("ascii", "replace")
+        return "\\".join(part.strip(" \0") for part in text.split("\\")).strip("\\")
+
+    def text(self, keyword: str, *, split: bool = True) -> str:
+        value = self.raw(_TEXT_TAGS[keyword])
+        if not value:
+            return ""
+        try:
+            text = value.decode(self.codec)
+        except UnicodeDecodeError:
+            raise _Slow from None  # pydicom's lenient decoding decides
+        if not split:
+            return text.rstrip("\0 ").strip()
+        return "\\".join(part.rstrip("\0 ").strip() for part in text.split("\\")).strip("\\")
+
+
+def _first_item_values(
+    values: _RawValues, tag: int, implicit: bool, little: bool
+) -> _RawValues | None:
+    """The first item of a top-level sequence, walked like the top level."""
+    sequence = values.raw(tag)
+    if not sequence:
+        return None
+    order = "<" if little else ">"
+    if len(sequence) < 8:
+        raise _Slow
+    group, element, length = struct.unpack_from(order + "HHI", sequence, 0)
+    if (group, element) != (0xFFFE, _ITEM):
+        if (group, element) == (0xFFFE, _SEQ_END):
+            return None
+        raise _Slow
+    elements: list[_Element] = []
+    walker = _Walker(sequence, little)
+    try:
+        if length == _UNDEFINED:
+            walker.dataset(8, len(sequence), implicit, 1, True, elements)
+        else:
+            walker.dataset(8, 8 + length, implicit, 1, False, elements)
+    except _Malformed:
+        raise _Slow from None
+    if not elements:
+        raise _Slow  # an item the walker re-read as implicit VR: leave it to pydicom
+    return _RawValues(sequence, elements, values.codec)
+
+
+def read_facts(encoded: bytes, *, zone: ZoneInfo) -> InstanceFacts:
+    """:func:`facts_from` of :func:`read_instance`, read straight from the walked bytes.
+
+    About three times faster than building the pydicom data set first, which
+    matters at hundreds of C-STOREs a second. Instances this reading does not
+    cover (ISO 2022 character sets, unusual sequence items) go the full way,
+    so the result is always the same.
+    """
+    start, syntax, _meta_elements = _meta(encoded)
+    if not is_valid_uid(syntax):
+        raise InvalidInstance(f"transfer syntax {syntax!r} is not a UID")
+    body, elements = _walk(encoded[start:], syntax)
+    try:
+        return _read_facts(body, elements, syntax, zone)
+    except _Slow:
+        return facts_from(read_instance(encoded), zone=zone)
+
+
+def _read_facts(
+    body: bytes, elements: list[_Element], syntax: str, zone: ZoneInfo
+) -> InstanceFacts:
+    implicit, little, _ = syntax_flags(syntax)
+    values = _RawValues(body, elements, "latin_1")
+    charset = values.ascii(_CHARSET_TAG).strip()
+    codec = _ONE_CODEC.get(charset)
+    if codec is None:
+        raise _Slow
+    values.codec = codec
+    uids = []
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        uid = values.ascii(_ASCII_TAGS[keyword]).rstrip("\0")
+        if not uid:
+            raise InvalidInstance(f"{keyword} is missing", field=keyword, status=DATASET_MISMATCH)
+        if not is_valid_uid(uid):
+            raise InvalidInstance(
+                f"{keyword} {uid[:80]!r} is not a valid UID",
+                field=keyword,
+                status=DATASET_MISMATCH,
+            )
+        uids.append(uid)
+    offset = _offset_zone(values.ascii(_ASCII_TAGS["TimezoneOffsetFromUTC"]))
+    local: tzinfo = offset if offset is not None else zone
+    request = _first_item_values(values, _REQUEST_ATTRIBUTES, implicit, little)
+    issuer = _first_item_values(values, _ACCESSION_ISSUER, implicit, little)
+    requested_procedure_id = values.text("RequestedProcedureID")
+    sps_id = ""
+    if request is not None:
+        requested_procedure_id = request.text("RequestedProcedureID") or requested_procedure_id
+        sps_id = request.text("ScheduledProcedureStepID")
+    issuer_text = ""
+    if issuer is not None:
+        issuer_text = issuer.text("LocalNamespaceEntityID") or issuer.text("UniversalEntityID")
+    study_date = values.ascii(_ASCII_TAGS["StudyDate"])
+    series_date = values.ascii(_ASCII_TAGS["SeriesDate"]) or study_date
+    laterality = values.ascii(_ASCII_TAGS["Laterality"]) or values.ascii(
+        _ASCII_TAGS["ImageLaterality"]
+    )
+    return InstanceFacts(
+        study_instance_uid=uids[0],
+        series_instance_uid=uids[1],
+        sop_instance_uid=uids[2],
+        sop_class_uid=uids[3],
+        transfer_syntax_uid=syntax,
+        instance_number=_raw_integer(values.ascii(_ASCII_TAGS["InstanceNumber"])),
+        patient_id=values.text("PatientID"),
+        patient_name=display_name(values.text("PatientName")),
+        patient_birth_date=parse_da(values.ascii(_ASCII_TAGS["PatientBirthDate"])),
+        patient_sex=values.ascii(_ASCII_TAGS["PatientSex"]).upper(),
+        accession_number=values.text("AccessionNumber"),
+        issuer_of_accession=issuer_text,
+        study_id=values.text("StudyID"),
+        study_description=values.text("StudyDescription"),
+        study_datetime=_moment(study_date, values.ascii(_ASCII_TAGS["StudyTime"]), local),
+        modality=values.ascii(_ASCII_TAGS["Modality"]).upper(),
+        body_part=values.ascii(_ASCII_TAGS["BodyPartExamined"]).upper(),
+        laterality=laterality.upper(),
+        series_number=_raw_integer(values.ascii(_ASCII_TAGS["SeriesNumber"])),
+        series_description=values.text("SeriesDescription"),
+        series_datetime=_moment(series_date, values.ascii(_ASCII_TAGS["SeriesTime"]), local),
+        station_name=values.text("StationName"),
+        requested_procedure_id=requested_procedure_id,
+        sps_id=sps_id,
+    )
+
+
+def _raw_integer(text: str) -> int | None:
+    try:
+        return _is_value(text)
+    except ValueError:
+        return None

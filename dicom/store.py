@@ -2,9 +2,10 @@
 
 Layout under the data directory: ``dicom/<study>/<series>/<sop>.dcm``, and a
 differing re-send kept as ``<sop>.v2.dcm``, ``<sop>.v3.dcm``… A file is
-written to a hidden temporary name in its final directory, fsynced, renamed
-into place and the directory fsynced, so after a crash a name either holds a
-complete file or does not exist; temporaries left behind are removed by
+written to a hidden temporary name under ``dicom/.incoming``, fsynced, renamed
+into place and the directory fsynced (:meth:`FileStore.write`, or
+``stage``/``publish``/``sync_published`` for a batch), so after a crash a
+name either holds a complete file or does not exist; temporaries left behind are removed by
 :meth:`FileStore.sweep_temporary` on start. The store knows nothing of the
 database: the caller indexes what :meth:`FileStore.write` returns.
 """
@@ -18,6 +19,7 @@ import os
 import secrets
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,15 +32,32 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from dicom.errors import InvalidInstance, StorageFull
 from dicom.instance import InstanceFacts, is_valid_uid, syntax_flags
 
-__all__ = ["ARCHIVE_DIR", "FileStore", "StoredFile", "encode_received", "part10_prefix"]
+__all__ = [
+    "ARCHIVE_DIR",
+    "FileStore",
+    "StagedFile",
+    "StoredFile",
+    "encode_received",
+    "part10_prefix",
+]
 
 ARCHIVE_DIR = "dicom"
+INCOMING_DIR = ".incoming"  # staged files wait here, under the archive, for their names
 _TEMP_SUFFIX = ".tmp"
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _CHUNK = 1 << 20
 _DEFER = 64 * 1024  # values above this stay on disk until used (pixel data on retrieve)
 
 log = logging.getLogger("huren.dicom.store")
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """An instance written and fsynced under a temporary name, not yet published."""
+
+    temporary: Path
+    size_bytes: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -81,11 +100,24 @@ class FileStore:
         Raises :class:`StorageFull` (0xA700) when the disk is full; the
         temporary file is removed and nothing appears under the final name.
         """
-        relative = self.relative_path(facts, version=version)
-        final = self.root / relative
-        directory = final.parent
-        self._make_directories(directory)
-        temporary = directory / f".{final.name}.{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+        staged = self.stage(encoded)
+        try:
+            stored = self.publish(staged, facts, version=version)
+        except BaseException:
+            self.discard(staged)
+            raise
+        self.sync_published([stored])
+        return stored
+
+    def stage(self, encoded: bytes) -> StagedFile:
+        """Write ``encoded`` to a hidden temporary file and fsync it.
+
+        Staging needs nothing from the data set, so the archive runs it while
+        the instance is decoded, and publishes a whole batch under one lock.
+        """
+        incoming = self.root / ARCHIVE_DIR / INCOMING_DIR
+        self._make_directories(incoming)
+        temporary = incoming / f".{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         digest = hashlib.sha256(encoded).hexdigest()
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -97,21 +129,44 @@ class FileStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temporary, final)
         except OSError as exc:
             self._discard(temporary)
             if exc.errno in _FULL:
-                raise StorageFull(f"file store full writing {relative}: {exc}") from exc
+                raise StorageFull(f"file store full writing {temporary.name}: {exc}") from exc
             raise
+        return StagedFile(temporary=temporary, size_bytes=len(encoded), sha256=digest)
+
+    def publish(self, staged: StagedFile, facts: InstanceFacts, *, version: int = 1) -> StoredFile:
+        """Rename a staged file to its final name; durable once :meth:`sync_published` ran."""
+        relative = self.relative_path(facts, version=version)
+        final = self.root / relative
         try:
-            _fsync_directory(directory)
+            self._make_directories(final.parent)
+            os.replace(staged.temporary, final)
         except OSError as exc:
-            # The file is complete under its name but its entry may not survive a crash:
-            # report failure so the sender retries (a rewrite is harmless).
             if exc.errno in _FULL:
-                raise StorageFull(f"file store full syncing {relative}: {exc}") from exc
+                raise StorageFull(f"file store full publishing {relative}: {exc}") from exc
             raise
-        return StoredFile(path=relative, size_bytes=len(encoded), sha256=digest)
+        return StoredFile(path=relative, size_bytes=staged.size_bytes, sha256=staged.sha256)
+
+    def discard(self, staged: StagedFile) -> None:
+        """Drop a staged file that will not be published (a duplicate, or a failure)."""
+        self._discard(staged.temporary)
+
+    def sync_published(self, stored: Iterable[StoredFile]) -> None:
+        """fsync each directory that received a file once, so the renames survive a crash.
+
+        A failure here means a file is complete under its name but its entry
+        may not survive a crash: the caller reports failure and the sender
+        retries (a rewrite is harmless).
+        """
+        for directory in dict.fromkeys(self._resolve(file.path).parent for file in stored):
+            try:
+                _fsync_directory(directory)
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise StorageFull(f"file store full syncing {directory}: {exc}") from exc
+                raise
 
     def _make_directories(self, directory: Path) -> None:
         """Create missing directories, fsyncing each parent so new entries survive a crash."""

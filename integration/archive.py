@@ -1,30 +1,29 @@
 """The DICOM archive: store each instance durably, index it, then answer success.
 
-C-STORE calls arrive on pynetdicom's association threads. Each writes its
-file atomically (temp file, fsync, rename) and hands the index rows to one
-writer thread, which commits whatever is waiting in one transaction; the
-caller gets its status only after that commit. If indexing fails, the file
-just written is removed again, so a failure never leaves half a study.
+C-STORE calls arrive on pynetdicom's association threads. Each reads the
+index facts straight from the bytes, writes them under a temporary name and
+fsyncs them; then one of the waiting threads
+publishes every staged file (version, rename, directory fsync) and commits
+their index rows in one transaction. The caller gets its status only after
+that commit. If indexing fails, the file just written is removed again, so a
+failure never leaves half a study.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydicom import Dataset
 from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from dicom.errors import InvalidInstance, StorageFull
-from dicom.instance import InstanceFacts, facts_from
-from dicom.store import FileStore, StoredFile
+from dicom.errors import InvalidInstance
+from dicom.instance import InstanceFacts
+from dicom.server import ReceivedInstance
+from dicom.store import FileStore, StagedFile, StoredFile
 from integration.database import Database
 from integration.directory import Directory, FacilityRef
 from integration.settings import Settings
@@ -42,11 +41,11 @@ CANNOT_UNDERSTAND = 0xC210
 REFUSED_CALLER = 0x0124  # PS3.7 "Refused: Not Authorized": the caller is not configured
 PROCESSING_FAILURE = 0x0110
 
-_LATEST_VERSION = (
-    select(INSTANCE.c.version, INSTANCE.c.sha256)
-    .where(INSTANCE.c.sop_instance_uid == bindparam("uid"))
-    .order_by(INSTANCE.c.version.desc())
-    .limit(1)
+_VERSIONS_OF_ONE = select(INSTANCE.c.sop_instance_uid, INSTANCE.c.version, INSTANCE.c.sha256).where(
+    INSTANCE.c.sop_instance_uid == bindparam("uid")
+)
+_VERSIONS = select(INSTANCE.c.sop_instance_uid, INSTANCE.c.version, INSTANCE.c.sha256).where(
+    INSTANCE.c.sop_instance_uid.in_(bindparam("uids", expanding=True))
 )
 _STUDY_BY_UID = select(STUDY.c.id, STUDY.c.modalities, STUDY.c.status).where(
     STUDY.c.study_instance_uid == bindparam("uid")
@@ -75,11 +74,13 @@ _BUMP_SERIES = (
 @dataclass
 class _Job:
     facts: InstanceFacts
-    stored: StoredFile
-    version: int
+    staged: StagedFile
     facility: FacilityRef
     received_at: datetime
-    done: threading.Event = field(default_factory=threading.Event)
+    version: int = 1
+    stored: StoredFile | None = None
+    duplicate: bool = False
+    done: bool = False
     error: BaseException | None = None
 
 
@@ -102,11 +103,14 @@ class Archive:
         self._files = files
         self._clock = clock
         self._max_batch = max_batch
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._waiting: list[_Job] = []
+        self._committing = False
+        self._connection: Connection | None = None  # the committing thread's, kept between batches
         self.indexed = 0
         self.commits = 0
-        self._study_ids: dict[str, tuple[int, str]] = {}  # writer thread only
+        self._study_ids: dict[str, tuple[int, str]] = {}  # only under the committing thread
         self._series_ids: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -114,17 +118,21 @@ class Archive:
         swept = self._files.sweep_temporary()
         if swept:
             log.warning("removed %d temporary files left by an interrupted store", swept)
-        if self._writer is None:
-            self._writer = threading.Thread(
-                target=self._write_loop, name="dicom-index", daemon=True
-            )
-            self._writer.start()
 
     def stop(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(None)
-            self._writer.join(timeout=30)
-            self._writer = None
+        """Close the commit connection (after the DICOM server stopped)."""
+        with self._settled:
+            while self._committing:
+                self._settled.wait()
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception as exc:  # a broken connection may not close cleanly
+                log.warning("closing the archive's index connection: %s", exc)
+            self._connection = None
 
     # ------------------------------------------------------------------ C-STORE
     def caller_facility(self, calling_aet: str) -> FacilityRef | None:
@@ -133,92 +141,83 @@ class Archive:
             facility = self._directory.facility(self._settings.dicom_default_facility)
         return facility
 
-    def store(self, encoded: bytes, dataset: Dataset, *, calling_aet: str, peer: str) -> int:
+    def store(self, instance: ReceivedInstance, *, calling_aet: str, peer: str) -> int:
+        facility = self.caller_facility(calling_aet)
+        if facility is None:
+            log.warning("instance from unknown AE %s (%s) refused", calling_aet, peer)
+            return REFUSED_CALLER
         try:
-            facts = facts_from(dataset, zone=self._settings.zone)
+            facts = instance.facts(zone=self._settings.zone)
         except InvalidInstance as exc:
             log.warning("refused instance from %s (%s): %s", calling_aet, peer, exc)
             return exc.status
         except Exception as exc:  # pydicom raises many types on a corrupt dataset
             log.warning("unreadable instance from %s (%s): %s", calling_aet, peer, exc)
             return CANNOT_UNDERSTAND
-        facility = self.caller_facility(calling_aet)
-        if facility is None:
-            log.warning("instance from unknown AE %s (%s) refused", calling_aet, peer)
-            return REFUSED_CALLER
-        return self.store_facts(encoded, facts, facility=facility)
+        return self.store_facts(instance.encoded, facts, facility=facility)
 
     def store_facts(self, encoded: bytes, facts: InstanceFacts, *, facility: FacilityRef) -> int:
-        digest = hashlib.sha256(encoded).hexdigest()
+        """Keep an instance whose facts the caller already read (the bulk import)."""
         try:
-            with self._database.engine.connect() as connection:
-                latest = connection.execute(
-                    _LATEST_VERSION, {"uid": facts.sop_instance_uid}
-                ).first()
-        except SQLAlchemyError as exc:
-            log.error("index unavailable: %s", exc)
-            return PROCESSING_FAILURE
-        version = 1
-        if latest is not None:
-            if latest.sha256 == digest:
-                return SUCCESS  # the same instance again: nothing to do
-            version = latest.version + 1
-            log.warning(
-                "SOP Instance %s re-sent with different content: kept as version %d",
-                facts.sop_instance_uid,
-                version,
-            )
-        try:
-            stored = self._files.write(encoded, facts, version=version)
-        except StorageFull as exc:
-            log.error("storage full: %s", exc)
-            return OUT_OF_RESOURCES
-        except OSError as exc:
+            staged = self._files.stage(encoded)
+        except OSError as exc:  # StorageFull included
             log.error("cannot write instance %s: %s", facts.sop_instance_uid, exc)
             return OUT_OF_RESOURCES
-        job = _Job(
-            facts=facts,
-            stored=stored,
-            version=version,
-            facility=facility,
-            received_at=self._clock(),
-        )
-        self._jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            self._files.remove(stored.path)
-            log.error(
-                "instance %s not indexed (%s); file removed", facts.sop_instance_uid, job.error
-            )
-            return PROCESSING_FAILURE
-        return SUCCESS
+        return self._keep(staged, facts, facility)
 
-    # ------------------------------------------------------------------ index writer
-    def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
+    def _keep(self, staged: StagedFile, facts: InstanceFacts, facility: FacilityRef) -> int:
+        """Publish and index a staged instance in a group commit; a status for the sender."""
+        job = _Job(facts=facts, staged=staged, facility=facility, received_at=self._clock())
+        self._settle(job)
+        if job.error is None:
+            return SUCCESS
+        self._files.discard(staged)
+        if job.stored is not None:
+            self._files.remove(job.stored.path)
+        log.error("instance %s not indexed (%s); file removed", facts.sop_instance_uid, job.error)
+        if isinstance(job.error, OSError):
+            return OUT_OF_RESOURCES
+        return PROCESSING_FAILURE
+
+    # ------------------------------------------------------------------ group commit
+    def _settle(self, job: _Job) -> None:
+        """Wait until ``job`` is committed, committing it (and whoever waits) if no one is.
+
+        Leader/follower group commit: the first caller to find no commit in
+        flight takes every waiting job into one transaction; the others wait
+        on the condition. One association alone never hands work to another
+        thread, and parallel associations share directory fsyncs and commits.
+        """
+        with self._settled:
+            self._waiting.append(job)
+            while not job.done:
+                if self._committing:
+                    self._settled.wait()
+                    continue
+                self._committing = True
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                self._settled.release()
                 try:
-                    following = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if following is None:
-                    stopping = True
-                    break
-                batch.append(following)
-            self._commit(batch)
+                    self._commit(batch)
+                finally:
+                    self._settled.acquire()
+                    self._committing = False
+                    self._settled.notify_all()
 
     def _commit(self, batch: list[_Job]) -> None:
-        """Index a batch in one transaction; counts are bumped once per study and series."""
+        """Publish and index a batch in one transaction; counts bumped once per study/series."""
         try:
-            with self._database.engine.begin() as connection:
+            if self._connection is None:
+                self._connection = self._database.engine.connect()
+            connection = self._connection
+            with connection.begin():
+                self._publish(connection, batch)
                 studies: dict[int, dict[str, Any]] = {}
                 series: dict[int, int] = {}
                 for job in batch:
+                    if job.duplicate:
+                        continue
                     study_id, series_id, new_series, modalities = self._index(connection, job)
                     counted = 1 if job.version == 1 else 0
                     bump = studies.setdefault(
@@ -236,30 +235,71 @@ class Archive:
                     bump["b_last"] = max(bump["b_last"], job.received_at)
                     bump["b_modalities"] = modalities
                     series[series_id] = series.get(series_id, 0) + counted
-                connection.execute(_BUMP_STUDY, list(studies.values()))
-                connection.execute(
-                    _BUMP_SERIES,
-                    [
-                        {"b_id": series_id, "b_instances": count}
-                        for series_id, count in series.items()
-                    ],
-                )
+                if studies:
+                    connection.execute(_BUMP_STUDY, list(studies.values()))
+                    connection.execute(
+                        _BUMP_SERIES,
+                        [
+                            {"b_id": series_id, "b_instances": count}
+                            for series_id, count in series.items()
+                        ],
+                    )
             self.commits += 1
-            self.indexed += len(batch)
+            self.indexed += sum(1 for job in batch if not job.duplicate)
         except Exception as exc:  # reported to every waiting C-STORE as a failure
+            self._drop_connection()  # it may be the connection that failed
             self._study_ids.clear()  # ids inserted by the rolled-back transaction are gone
             self._series_ids.clear()
             if len(batch) > 1:
-                for job in batch:
+                for job in batch:  # files already published keep their names and versions
                     self._commit([job])
                 return
             batch[0].error = exc
         for job in batch:
-            job.done.set()
+            job.done = True
+
+    def _publish(self, connection: Connection, batch: list[_Job]) -> None:
+        """Give each staged file its version and final name, then sync their directories.
+
+        An identical re-send is a duplicate (success, no second copy); a
+        differing one becomes the next version. The index commit that follows
+        is what makes the instance exist, so success waits for both.
+        """
+        latest: dict[str, tuple[int, str]] = {}
+        uids = list({job.facts.sop_instance_uid for job in batch})
+        if len(uids) == 1:
+            rows = connection.execute(_VERSIONS_OF_ONE, {"uid": uids[0]})
+        else:
+            rows = connection.execute(_VERSIONS, {"uids": uids})
+        for row in rows:
+            known = latest.get(row.sop_instance_uid)
+            if known is None or row.version > known[0]:
+                latest[row.sop_instance_uid] = (row.version, row.sha256)
+        for job in batch:
+            if job.stored is not None:
+                continue  # published by an earlier attempt of this batch
+            uid = job.facts.sop_instance_uid
+            known = latest.get(uid)
+            if known is not None and known[1] == job.staged.sha256:
+                job.duplicate = True
+                self._files.discard(job.staged)
+                continue
+            if known is not None:
+                job.version = known[0] + 1
+                log.warning(
+                    "SOP Instance %s re-sent with different content: kept as version %d",
+                    uid,
+                    job.version,
+                )
+            job.stored = self._files.publish(job.staged, job.facts, version=job.version)
+            latest[uid] = (job.version, job.staged.sha256)
+        self._files.sync_published(job.stored for job in batch if job.stored is not None)
 
     def _index(self, connection: Connection, job: _Job) -> tuple[int, int, bool, str]:
         """Study and series (created on first sight) and the instance row."""
-        facts, now = job.facts, job.received_at
+        facts, now, stored = job.facts, job.received_at, job.stored
+        if stored is None:
+            raise RuntimeError(f"instance {facts.sop_instance_uid} indexed before it was published")
         if len(self._study_ids) > 10_000:
             self._study_ids.clear()
             self._series_ids.clear()
@@ -345,9 +385,9 @@ class Archive:
                 "sop_class_uid": facts.sop_class_uid,
                 "number": facts.instance_number,
                 "transfer_syntax_uid": facts.transfer_syntax_uid,
-                "path": job.stored.path,
-                "size_bytes": job.stored.size_bytes,
-                "sha256": job.stored.sha256,
+                "path": stored.path,
+                "size_bytes": stored.size_bytes,
+                "sha256": stored.sha256,
                 "version": job.version,
                 "received_at": now,
             },

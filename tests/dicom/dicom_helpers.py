@@ -28,6 +28,7 @@ from dicom.query import (
     study_matches,
     study_response,
 )
+from dicom.server import ReceivedInstance
 from dicom.worklist import WorklistItem, WorklistQuery, matches, worklist_response
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -69,11 +70,12 @@ class MemoryStorage:
     callers: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def store(self, encoded: bytes, dataset: Dataset, *, calling_aet: str, peer: str) -> int:
+    def store(self, instance: ReceivedInstance, *, calling_aet: str, peer: str) -> int:
         if self.fail_with is not None:
             raise self.fail_with
+        encoded = instance.encoded
         try:
-            facts = facts_from(dataset, zone=ZONE)
+            facts = facts_from(instance.dataset, zone=ZONE)
         except InvalidInstance as exc:
             return exc.status
         if self.status != 0x0000:
