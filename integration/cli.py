@@ -76,6 +76,19 @@ def _cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
     )
     summary = seed_demo_region(database, settings=settings, options=options)
     print(summary.describe())
+    if args.fhir_days:
+        from datetime import UTC, datetime
+
+        from integration.fhir_publish import publish_since
+
+        studies, reports = publish_since(
+            database,
+            settings=settings,
+            days=args.fhir_days,
+            now=datetime.now(UTC),
+            quiet=args.quiet,
+        )
+        print(f"FHIR: {studies} imaging studies and {reports} reports of the last days stored")
     return 0
 
 
@@ -204,6 +217,62 @@ def _cmd_dicom_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 _SCALES = {"tiny": 2_000, "small": 20_000, "default": 100_000, "large": 1_000_000}
 
 
+def _cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.api_clients import create_client
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        token = create_client(
+            connection, name=args.client, scopes=args.scope, now=datetime.now(UTC)
+        )
+    print(token)
+    print(f"token for {args.client} ({args.scope}); it is not shown again", file=sys.stderr)
+    return 0
+
+
+def _cmd_token_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from integration.api_clients import list_clients
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.connect() as connection:
+        clients = list_clients(connection)
+    for name, scopes, created, revoked in clients:
+        state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
+        print(f"{name:24} {state:22} created {created:%Y-%m-%d %H:%M}  {scopes}")
+    return 0
+
+
+def _cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.api_clients import revoke_client
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        revoke_client(connection, name=args.client, now=datetime.now(UTC))
+    print(f"{args.client}: revoked")
+    return 0
+
+
+def _cmd_fhir_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.fhir_publish import publish_since
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    counts = publish_since(
+        database, settings=settings, days=args.days, now=datetime.now(UTC), quiet=args.quiet
+    )
+    print(f"{counts[0]} imaging studies and {counts[1]} reports published")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -257,6 +326,36 @@ def _parser() -> argparse.ArgumentParser:
     attach.add_argument("accession", help="accession number of the order")
     attach.set_defaults(handler=_cmd_dicom_reconcile)
 
+    token = commands.add_parser("token", help="API clients and their tokens").add_subparsers(
+        dest="token", required=True
+    )
+    make = token.add_parser("create", help="register a client and print its bearer token")
+    make.add_argument("--client", required=True, help="the client's name, e.g. province")
+    make.add_argument(
+        "--scope",
+        required=True,
+        help="SMART system scopes, space-separated, e.g. 'system/*.read system/*.write'",
+    )
+    make.set_defaults(handler=_cmd_token_create)
+    token.add_parser("list", help="clients, their scopes and state").set_defaults(
+        handler=_cmd_token_list
+    )
+    revoke = token.add_parser("revoke", help="withdraw a client's token")
+    revoke.add_argument("--client", required=True)
+    revoke.set_defaults(handler=_cmd_token_revoke)
+
+    fhir = commands.add_parser("fhir", help="FHIR resources").add_subparsers(
+        dest="fhir", required=True
+    )
+    publish = fhir.add_parser(
+        "publish", help="map complete studies and their reports to stored FHIR resources"
+    )
+    publish.add_argument(
+        "--days", type=int, default=7, help="studies completed in the last N days (default 7)"
+    )
+    publish.add_argument("--quiet", action="store_true", help="no progress bar")
+    publish.set_defaults(handler=_cmd_fhir_publish)
+
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True
     )
@@ -280,6 +379,13 @@ def _parser() -> argparse.ArgumentParser:
         help="do nothing, successfully, when the database already has data",
     )
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
+    seed.add_argument(
+        "--fhir-days",
+        type=int,
+        default=3,
+        help="also store FHIR resources for studies of the last N days (0: none; "
+        "huren fhir publish does more later)",
+    )
     seed.set_defaults(handler=_cmd_demo_seed)
     return parser
 

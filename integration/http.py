@@ -1,4 +1,4 @@
-"""The hub's HTTP application. Later floors mount the FHIR API and CDS Hooks here."""
+"""The hub's HTTP application: /healthz and, when given, the FHIR API under /fhir."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from integration import __version__
 from integration.database import Database
+from integration.fhir_api import FhirApi
 
 
-def build_http_app(*, database: Database) -> Starlette:
+def build_http_app(*, database: Database, fhir: FhirApi | None = None) -> Starlette:
     """A fresh Starlette app bound to ``database`` (the caller owns its lifetime)."""
 
     def probe_database() -> str | None:
@@ -45,4 +46,9 @@ def build_http_app(*, database: Database) -> Starlette:
             }
         )
 
-    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    if fhir is not None:
+        fhir_app = fhir.app()
+        # A Mount does not match the bare base, where transactions are POSTed.
+        routes += [Route("/fhir", fhir_app, methods=["POST"]), Mount("/fhir", app=fhir_app)]
+    return Starlette(routes=routes)

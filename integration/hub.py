@@ -8,14 +8,19 @@ import logging
 import signal
 from collections.abc import Generator
 
+import httpx
 import uvicorn
 
 from dicom.server import DicomServer
 from dicom.store import FileStore
 from hl7.mllp import MllpServer
+from integration.api_clients import TokenChecker
 from integration.archive import Archive
+from integration.audit_trail import AuditWriter
 from integration.database import Database
 from integration.directory import Directory
+from integration.fhir_api import FhirApi
+from integration.fhir_exchange import send_fhir
 from integration.http import build_http_app
 from integration.imaging import CallerPolicy, Stabiliser, StudyQueryService, WorklistService
 from integration.intake import Intake
@@ -36,11 +41,11 @@ class _HttpServer(uvicorn.Server):
 
 
 async def _start_http(
-    settings: Settings, database: Database, stack: contextlib.AsyncExitStack
+    settings: Settings, database: Database, fhir: FhirApi, stack: contextlib.AsyncExitStack
 ) -> tuple[_HttpServer, asyncio.Task[None]]:
     http = _HttpServer(
         uvicorn.Config(
-            build_http_app(database=database),
+            build_http_app(database=database, fhir=fhir),
             host=settings.bind,
             port=settings.http_port,
             log_level="warning",
@@ -89,10 +94,17 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             stack.callback(loop.remove_signal_handler, signum)
 
         worker_stop = asyncio.Event()
+        upstream = httpx.AsyncClient()
+        stack.push_async_callback(upstream.aclose)
         worker = OutboxWorker(
             database=database,
             settings=settings,
-            senders={OutboxChannel.hl7: lambda parcel: send_hl7(parcel, settings=settings)},
+            senders={
+                OutboxChannel.hl7: lambda parcel: send_hl7(parcel, settings=settings),
+                OutboxChannel.fhir: lambda parcel: send_fhir(
+                    parcel, settings=settings, client=upstream
+                ),
+            },
         )
         worker_task = asyncio.create_task(worker.run(worker_stop), name="outbox")
 
@@ -147,8 +159,14 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
 
         stack.push_async_callback(stop_dicom)
 
+        audit = AuditWriter(database=database)
+        audit.start()
+        stack.callback(audit.stop)
+        fhir = FhirApi(
+            database=database, settings=settings, tokens=TokenChecker(database.engine), audit=audit
+        )
         # HTTP comes up last, so /healthz answering means every listener is ready.
-        http, http_task = await _start_http(settings, database, stack)
+        http, http_task = await _start_http(settings, database, fhir, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
         log.info(

@@ -32,6 +32,7 @@ from dicom.worklist import WorklistItem, WorklistQuery, matches, worklist_respon
 from integration.archive import SUCCESS, Archive
 from integration.database import Database
 from integration.directory import Directory
+from integration.fhir_publish import publish_study
 from integration.reconcile import complete_study
 from integration.settings import Settings
 from models import metadata
@@ -335,6 +336,7 @@ class Stabiliser:
                 zone=self._settings.zone,
                 min_confidence=self._settings.reconcile_min_confidence,
             )
+            publish_study(connection, study_id=study_id, settings=self._settings, now=now)
         log.info("study %d complete%s", study_id, f", matched by {match.method}" if match else "")
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from integration.fhir_publish import publish_report
 from integration.report_return import queue_report_return
 from integration.settings import Settings
 from models import Order, QcEvent, Report, ReportRevision, Study
@@ -106,6 +107,7 @@ def submit_preliminary(
     findings: str,
     impression: str,
     now: datetime,
+    settings: Settings,
 ) -> Report:
     """The radiologist's preliminary report; the study moves to awaiting audit."""
     if not may_write_preliminary(signer):
@@ -152,6 +154,9 @@ def submit_preliminary(
             order.updated_at = now
             session.add(order)
     session.add(study)
+    session.flush()
+    assert report.id is not None
+    publish_report(session.connection(), report_id=report.id, now=now, settings=settings)
     return report
 
 
@@ -213,6 +218,7 @@ def sign_final(
     session.flush()
     assert report.id is not None
     queue_report_return(session.connection(), report_id=report.id, now=now, settings=settings)
+    publish_report(session.connection(), report_id=report.id, now=now, settings=settings)
     return report
 
 
@@ -251,6 +257,7 @@ def amend(
     session.flush()
     assert report.id is not None
     queue_report_return(session.connection(), report_id=report.id, now=now, settings=settings)
+    publish_report(session.connection(), report_id=report.id, now=now, settings=settings)
     return report
 
 

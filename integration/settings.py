@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     upstream_fhir_url: str = ""  # empty: nothing is pushed to the province
     upstream_fhir_token: SecretStr = SecretStr("")
+    fhir_send_timeout: float = Field(default=30.0, gt=0)  # waiting for the province's answer
+    fhir_max_body: int = Field(default=16 << 20, ge=1024)  # bytes of one request to the API
+    public_base_url: str = ""  # how others reach this hub's HTTP; empty: http://BIND:HTTP_PORT
 
     secret_key: SecretStr = SecretStr(DEMO_SECRET_KEY)
     demo_password: SecretStr = SecretStr(DEMO_PASSWORD)
@@ -105,6 +108,13 @@ class Settings(BaseSettings):
         if self.empi_review_threshold > self.empi_link_threshold:
             raise ValueError("the EMPI review threshold cannot exceed the link threshold")
         return self
+
+    @property
+    def base_url(self) -> str:
+        """The hub's HTTP address as written into resources (FHIR fullUrls, WADO-RS)."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"http://{self.bind}:{self.http_port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,7 @@ SQLModel.metadata.naming_convention = {
 from models.audit import AuditEvent, SettlementStatement  # noqa: E402
 from models.catalogue import ExamCodeAlias, ExamType  # noqa: E402
 from models.errors import HurenError  # noqa: E402
+from models.exchange import ApiClient, FhirResource, FhirToken  # noqa: E402
 from models.imaging import Instance, Series, Study  # noqa: E402
 from models.messaging import InboundMessage, Outbox  # noqa: E402
 from models.orders import Order  # noqa: E402
@@ -34,6 +35,7 @@ from models.reporting import (  # noqa: E402
 metadata = SQLModel.metadata
 
 __all__ = [
+    "ApiClient",
     "AuditEvent",
     "Consultation",
     "CriticalResult",
@@ -41,6 +43,8 @@ __all__ = [
     "ExamType",
     "Facility",
     "FacilityAeTitle",
+    "FhirResource",
+    "FhirToken",
     "HurenError",
     "InboundMessage",
     "Instance",

@@ -118,6 +118,7 @@ def test_preliminary_audit_correction_and_amendment(
                 findings="双肺纹理清晰。",
                 impression=" ",
                 now=NOW,
+                settings=settings,
             )
         assert missing.value.field == "impression"
         report = submit_preliminary(
@@ -127,6 +128,7 @@ def test_preliminary_audit_correction_and_amendment(
             findings="双肺纹理清晰，未见实变。",
             impression="胸部未见明显异常。",
             now=NOW + timedelta(minutes=12),
+            settings=settings,
         )
     with database.session() as session:
         study = session.get(Study, study_id)
@@ -170,6 +172,7 @@ def test_preliminary_audit_correction_and_amendment(
                 findings="a",
                 impression="b",
                 now=NOW,
+                settings=settings,
             )
     with database.session() as session:
         with pytest.raises(ValidationError) as no_reason:
@@ -219,5 +222,11 @@ def test_a_study_of_another_centre_is_not_yours(
     )
     with database.session() as session, pytest.raises(PermissionDenied):
         submit_preliminary(
-            session, study_id=study_id, signer=stranger, findings="a", impression="b", now=NOW
+            session,
+            study_id=study_id,
+            signer=stranger,
+            findings="a",
+            impression="b",
+            now=NOW,
+            settings=_settings,
         )
