@@ -1,4 +1,4 @@
-"""The hub's HTTP application: /healthz and, when given, the FHIR API under /fhir."""
+"""The hub's HTTP application: /healthz, and when given the FHIR API and WADO-RS."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from integration import __version__
 from integration.database import Database
+from integration.dicomweb import DicomWeb
 from integration.fhir_api import FhirApi
 
 
-def build_http_app(*, database: Database, fhir: FhirApi | None = None) -> Starlette:
+def build_http_app(
+    *, database: Database, fhir: FhirApi | None = None, dicomweb: DicomWeb | None = None
+) -> Starlette:
     """A fresh Starlette app bound to ``database`` (the caller owns its lifetime)."""
 
     def probe_database() -> str | None:
@@ -50,5 +54,24 @@ def build_http_app(*, database: Database, fhir: FhirApi | None = None) -> Starle
     if fhir is not None:
         fhir_app = fhir.app()
         # A Mount does not match the bare base, where transactions are POSTed.
-        routes += [Route("/fhir", fhir_app, methods=["POST"]), Mount("/fhir", app=fhir_app)]
+        routes += [
+            Route("/fhir", _AtBase(fhir_app, "/fhir"), methods=["POST"]),
+            Mount("/fhir", app=fhir_app),
+        ]
+    if dicomweb is not None:
+        routes.append(Mount("/dicomweb", app=dicomweb.app()))
     return Starlette(routes=routes)
+
+
+class _AtBase:
+    """Hands a request for the bare ``prefix`` to a mounted app as its ``/``."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self._app = app
+        self._prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        inner = dict(scope)
+        inner["path"] = "/"
+        inner["root_path"] = scope.get("root_path", "") + self._prefix
+        await self._app(inner, receive, send)

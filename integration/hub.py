@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
+import socket
 from collections.abc import Generator
 
 import httpx
@@ -18,6 +20,7 @@ from integration.api_clients import TokenChecker
 from integration.archive import Archive
 from integration.audit_trail import AuditWriter
 from integration.database import Database
+from integration.dicomweb import DicomWeb
 from integration.directory import Directory
 from integration.fhir_api import FhirApi
 from integration.fhir_exchange import send_fhir
@@ -41,11 +44,15 @@ class _HttpServer(uvicorn.Server):
 
 
 async def _start_http(
-    settings: Settings, database: Database, fhir: FhirApi, stack: contextlib.AsyncExitStack
+    settings: Settings,
+    database: Database,
+    fhir: FhirApi,
+    dicomweb: DicomWeb,
+    stack: contextlib.AsyncExitStack,
 ) -> tuple[_HttpServer, asyncio.Task[None]]:
     http = _HttpServer(
         uvicorn.Config(
-            build_http_app(database=database, fhir=fhir),
+            build_http_app(database=database, fhir=fhir, dicomweb=dicomweb),
             host=settings.bind,
             port=settings.http_port,
             log_level="warning",
@@ -69,6 +76,12 @@ async def _start_http(
             raise OSError(f"HTTP could not listen on {settings.bind}:{settings.http_port}")
         await asyncio.sleep(0.02)
     return http, task
+
+
+def stable_worker_id(settings: Settings) -> str:
+    """The same outbox worker id across restarts of this hub, so it takes back its own leases."""
+    place = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()[:40]}:{place}"
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -99,6 +112,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         worker = OutboxWorker(
             database=database,
             settings=settings,
+            worker_id=stable_worker_id(settings),
             senders={
                 OutboxChannel.hl7: lambda parcel: send_hl7(parcel, settings=settings),
                 OutboxChannel.fhir: lambda parcel: send_fhir(
@@ -162,11 +176,11 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         audit = AuditWriter(database=database)
         audit.start()
         stack.callback(audit.stop)
-        fhir = FhirApi(
-            database=database, settings=settings, tokens=TokenChecker(database.engine), audit=audit
-        )
+        tokens = TokenChecker(database.engine)
+        fhir = FhirApi(database=database, settings=settings, tokens=tokens, audit=audit)
+        dicomweb = DicomWeb(database=database, files=files, tokens=tokens, audit=audit)
         # HTTP comes up last, so /healthz answering means every listener is ready.
-        http, http_task = await _start_http(settings, database, fhir, stack)
+        http, http_task = await _start_http(settings, database, fhir, dicomweb, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
         log.info(

@@ -182,7 +182,28 @@ class OutboxWorker:
         """Look for work now instead of at the next poll."""
         self._wake.set()
 
+    def reclaim(self) -> int:
+        """Release rows this worker's id still holds: a previous life of it died mid-delivery.
+
+        Only meaningful with a ``worker_id`` that is stable across restarts (the
+        hub derives one from its host and data directory); otherwise rows wait
+        for their lease to expire.
+        """
+        with self._database.engine.begin() as connection:
+            done = connection.execute(
+                update(OUTBOX)
+                .where(
+                    OUTBOX.c.status == OutboxStatus.in_flight,
+                    OUTBOX.c.locked_by == self.worker_id,
+                )
+                .values(status=OutboxStatus.pending, locked_by=None, locked_until=None)
+            )
+        if done.rowcount:
+            log.warning("took back %d outbox rows left in flight by a crash", done.rowcount)
+        return int(done.rowcount)
+
     async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.reclaim)
         while not stop.is_set():
             try:
                 delivered = await self.run_once()

@@ -51,17 +51,32 @@ def add_township(
     return facility_id
 
 
+def hub_environment(folder: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without its HUREN_* variables, plus ``folder`` and ``settings``.
+
+    ``settings`` are given without the prefix: ``upstream_fhir_url="http://…"``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
+    env.update(HUREN_DATA_DIR=str(folder), HUREN_BIND="127.0.0.1")
+    env.update({f"HUREN_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
 def start_hub(
-    folder: Path, *, http_port: int, mllp_port: int | None = None, dicom_port: int | None = None
+    folder: Path,
+    *,
+    http_port: int,
+    mllp_port: int | None = None,
+    dicom_port: int | None = None,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`huren serve` on 127.0.0.1, returned once /healthz answers (every listener is up)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env.update(
-        HUREN_DATA_DIR=str(folder),
-        HUREN_BIND="127.0.0.1",
-        HUREN_HTTP_PORT=str(http_port),
-        HUREN_MLLP_PORT=str(mllp_port or free_port()),
-        HUREN_DICOM_PORT=str(dicom_port or free_port()),
+    env = hub_environment(
+        folder,
+        http_port=str(http_port),
+        mllp_port=str(mllp_port or free_port()),
+        dicom_port=str(dicom_port or free_port()),
+        **(settings or {}),
     )
     hub = subprocess.Popen(
         [sys.executable, "-m", "integration.cli", "serve"],

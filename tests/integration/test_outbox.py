@@ -193,3 +193,26 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert delays == [2, 4, 8, 16, 32, 60, 60]
     spread = {backoff(3, base=2, ceiling=60, rng=rng).total_seconds() for _ in range(20)}
     assert all(7.2 <= d <= 8.8 for d in spread) and len(spread) > 1
+
+
+def test_a_restarted_worker_takes_back_only_its_own_leases(database: Database) -> None:
+    clock = Clock()
+    _queue(database, clock, "mine", destination="mllp://a:1")
+    _queue(database, clock, "theirs", destination="mllp://b:1")
+
+    def worker(worker_id: str) -> OutboxWorker:
+        return OutboxWorker(
+            database=database,
+            settings=Settings(),  # type: ignore[call-arg]
+            senders={OutboxChannel.hl7: Receiver()},
+            clock=clock,
+            worker_id=worker_id,
+            batch=1,
+        )
+
+    assert [p.idempotency_key for p in worker("host:aaa")._claim()] == ["mine"]
+    assert [p.idempotency_key for p in worker("host:bbb")._claim()] == ["theirs"]
+    # host:aaa died with "mine" in flight; its next life releases it at once, not after the lease.
+    assert worker("host:aaa").reclaim() == 1
+    assert _status(database, "mine")[0] is OutboxStatus.pending
+    assert _status(database, "theirs")[0] is OutboxStatus.in_flight
