@@ -206,10 +206,23 @@ def _cmd_dicom_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     database = Database.from_settings(settings)
     database.upgrade()
+    from sqlalchemy import select
+
+    from integration.fhir_publish import publish_study
+    from models import metadata
+    from models.enums import StudyStatus
+
+    studies = metadata.tables["study"]
+    now = datetime.now(UTC)
     with database.engine.begin() as connection:
         reconcile_manually(
-            connection, study_uid=args.study, accession_number=args.accession, now=datetime.now(UTC)
+            connection, study_uid=args.study, accession_number=args.accession, now=now
         )
+        study = connection.execute(
+            select(studies.c.id, studies.c.status).where(studies.c.study_instance_uid == args.study)
+        ).one()
+        if study.status == StudyStatus.complete:  # the ImagingStudy now has its order
+            publish_study(connection, study_id=study.id, settings=settings, now=now)
     print(f"study {args.study} attached to order {args.accession}")
     return 0
 
