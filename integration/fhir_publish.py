@@ -171,7 +171,11 @@ def publish_study(
     study = session.get(Study, study_id)
     if study is None:
         return None
-    resources = _study_resources(session, study, settings)
+    try:
+        resources = _study_resources(session, study, settings)
+    except Exception:  # a mapping fault must not hold up the study; publish again later
+        log.exception("study %d: FHIR resources not made; run huren fhir publish", study_id)
+        return None
     stored = _store(connection, resources, now=now)
     primary, outcome = stored[-1]
     if outcome != "unchanged":
@@ -199,12 +203,36 @@ def publish_report(
     if study is None or study.patient_id is None:
         log.warning("report %d: its study has no patient yet; not published", report_id)
         return None
+    try:
+        resources = _report_resources(session, report, study, settings)
+    except Exception:  # a mapping fault must not undo the signing; publish again later
+        log.exception("report %d: FHIR resources not made; run huren fhir publish", report_id)
+        return None
+    stored = _store(connection, resources, now=now)
+    primary, outcome = stored[-1]
+    if outcome != "unchanged":
+        _queue(
+            connection,
+            resources=resources,
+            primary=primary,
+            settings=settings,
+            now=now,
+            subject_type="DiagnosticReport",
+            subject_id=report_id,
+        )
+    return primary
+
+
+def _report_resources(
+    session: Session, report: Report, study: Study, settings: Settings
+) -> list[Resource]:
+    assert study.patient_id is not None
     patient = session.get(Patient, study.patient_id)
     author = session.get(User, report.author_id)
     auditor = session.get(User, report.auditor_id) if report.auditor_id else None
     reading_centre = session.get(Facility, report.reading_centre_id)
     if patient is None or author is None or reading_centre is None:
-        raise LookupError(f"report {report_id} refers to rows that are gone")
+        raise LookupError(f"report {report.id} refers to rows that are gone")
     resources = _study_resources(session, study, settings)
     facility = session.get(Facility, study.facility_id)
     assert facility is not None  # _study_resources checked it
@@ -215,7 +243,7 @@ def publish_report(
             home = session.get(Facility, user.facility_id)
             if home is not None:
                 resources.append(practitioner_from(user, home))
-    on = (study.started_at or study.received_at).date()
+    on = (study.started_at or study.received_at).astimezone(settings.zone).date()
     pdf = report_pdf(
         report,
         study=study,
@@ -241,19 +269,7 @@ def publish_report(
             pdf=pdf,
         )
     )
-    stored = _store(connection, resources, now=now)
-    primary, outcome = stored[-1]
-    if outcome != "unchanged":
-        _queue(
-            connection,
-            resources=resources,
-            primary=primary,
-            settings=settings,
-            now=now,
-            subject_type="DiagnosticReport",
-            subject_id=report_id,
-        )
-    return primary
+    return resources
 
 
 def publish_local_patient(
