@@ -1,4 +1,4 @@
-"""The hub's HTTP application: /healthz, and when given the FHIR API and WADO-RS."""
+"""The hub's HTTP application: /healthz, and when given FHIR, WADO-RS and CDS Hooks."""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from integration import __version__
+from integration.cds import CdsHooks
 from integration.database import Database
 from integration.dicomweb import DicomWeb
 from integration.fhir_api import FhirApi
 
 
 def build_http_app(
-    *, database: Database, fhir: FhirApi | None = None, dicomweb: DicomWeb | None = None
+    *,
+    database: Database,
+    fhir: FhirApi | None = None,
+    dicomweb: DicomWeb | None = None,
+    cds: CdsHooks | None = None,
 ) -> Starlette:
     """A fresh Starlette app bound to ``database`` (the caller owns its lifetime)."""
 
@@ -60,6 +65,13 @@ def build_http_app(
         ]
     if dicomweb is not None:
         routes.append(Mount("/dicomweb", app=dicomweb.app()))
+    if cds is not None:
+        cds_app = cds.app()
+        routes += [
+            Route("/cds-services", _AtBase(cds_app, "/cds-services"), methods=["GET"]),
+            Mount("/cds-services", app=cds_app),
+            Mount("/recognition", app=cds.rest_app()),
+        ]
     return Starlette(routes=routes)
 
 

@@ -19,6 +19,7 @@ from hl7.mllp import MllpServer
 from integration.api_clients import TokenChecker
 from integration.archive import Archive
 from integration.audit_trail import AuditWriter
+from integration.cds import CdsHooks
 from integration.database import Database
 from integration.dicomweb import DicomWeb
 from integration.directory import Directory
@@ -48,11 +49,12 @@ async def _start_http(
     database: Database,
     fhir: FhirApi,
     dicomweb: DicomWeb,
+    cds: CdsHooks,
     stack: contextlib.AsyncExitStack,
 ) -> tuple[_HttpServer, asyncio.Task[None]]:
     http = _HttpServer(
         uvicorn.Config(
-            build_http_app(database=database, fhir=fhir, dicomweb=dicomweb),
+            build_http_app(database=database, fhir=fhir, dicomweb=dicomweb, cds=cds),
             host=settings.bind,
             port=settings.http_port,
             log_level="warning",
@@ -180,7 +182,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         fhir = FhirApi(database=database, settings=settings, tokens=tokens, audit=audit)
         dicomweb = DicomWeb(database=database, files=files, tokens=tokens, audit=audit)
         # HTTP comes up last, so /healthz answering means every listener is ready.
-        http, http_task = await _start_http(settings, database, fhir, dicomweb, stack)
+        cds = CdsHooks(database=database, settings=settings)
+        http, http_task = await _start_http(settings, database, fhir, dicomweb, cds, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
         log.info(

@@ -22,7 +22,7 @@ from models.imaging import Instance, Series, Study  # noqa: E402
 from models.messaging import InboundMessage, Outbox  # noqa: E402
 from models.orders import Order  # noqa: E402
 from models.patients import Patient, PatientIdentifier, PatientLink  # noqa: E402
-from models.recognition import RecognitionDecision  # noqa: E402
+from models.recognition import RecognitionCard, RecognitionDecision  # noqa: E402
 from models.region import Facility, FacilityAeTitle, QcQualification, User  # noqa: E402
 from models.reporting import (  # noqa: E402
     Consultation,
@@ -55,6 +55,7 @@ __all__ = [
     "PatientLink",
     "QcEvent",
     "QcQualification",
+    "RecognitionCard",
     "RecognitionDecision",
     "Report",
     "ReportRevision",

@@ -39,3 +39,26 @@ class RecognitionDecision(SQLModel, table=True):
     new_order_id: int | None = Field(default=None, foreign_key="exam_order.id")
     avoided_fee_fen: int = 0  # the fee not charged because the prior was reused
     decided_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class RecognitionCard(SQLModel, table=True):
+    """A card the CDS service showed, kept so that its feedback can be recorded against it."""
+
+    __tablename__ = "recognition_card"
+
+    id: int | None = Field(default=None, primary_key=True)
+    card_uuid: str = Field(max_length=36, unique=True)
+    hook_instance: str = Field(max_length=64)
+    service: str = Field(max_length=64)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id")
+    requested_exam_type_id: int = Field(foreign_key="exam_type.id")
+    prior_key: str = Field(max_length=64)  # Study Instance UID of the prior
+    prior_study_id: int | None = Field(default=None, foreign_key="study.id")
+    prior_report_id: int | None = Field(default=None, foreign_key="report.id")
+    prior_source: str = Field(default="", max_length=64)  # "" here, else the sending node
+    recognisable: bool
+    facility_id: int | None = Field(default=None, foreign_key="facility.id")  # where ordered
+    clinician_ref: str = Field(default="", max_length=128)
+    draft_order_ref: str = Field(default="", max_length=128)
+    avoidable_fee_fen: int = 0
+    issued_at: datetime = Field(sa_type=UtcDateTime)
