@@ -286,6 +286,33 @@ def _cmd_fhir_publish(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recognition_avoidable(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, time, timedelta
+
+    from integration.avoidable import avoidable_exams, total_fee_fen
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    today = datetime.now(settings.zone).date()
+    first = args.since or today - timedelta(days=30)
+    last = args.until or today
+    start = datetime.combine(first, time(0), tzinfo=settings.zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=settings.zone).astimezone(UTC)
+    with database.engine.connect() as connection:
+        found = avoidable_exams(connection, start=start, end=end, zone=settings.zone)
+    for exam in found:
+        print(
+            f"{exam.performed_on}  {exam.facility}  {exam.exam_name}  patient {exam.patient_id}  "
+            f"prior {exam.prior.performed_on} {exam.prior.facility}  "
+            f"{exam.fee_fen / 100:.2f} yuan  {exam.study_uid}"
+        )
+    print(
+        f"{len(found)} avoidable exams from {first} to {last}, "
+        f"{total_fee_fen(found) / 100:.2f} yuan that need not have been spent"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -368,6 +395,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--quiet", action="store_true", help="no progress bar")
     publish.set_defaults(handler=_cmd_fhir_publish)
+
+    recognition = commands.add_parser(
+        "recognition", help="mutual recognition of exams"
+    ).add_subparsers(dest="recognition", required=True)
+    avoidable = recognition.add_parser(
+        "avoidable",
+        help="exams done although a recognisable prior existed and no refusal was recorded",
+    )
+    avoidable.add_argument(
+        "--since", type=date.fromisoformat, help="first day (default: 30 days ago)"
+    )
+    avoidable.add_argument("--until", type=date.fromisoformat, help="last day (default: today)")
+    avoidable.set_defaults(handler=_cmd_recognition_avoidable)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True
