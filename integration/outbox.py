@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from integration.database import Database
@@ -234,7 +234,14 @@ class OutboxWorker:
         return sum(results)
 
     async def _deliver_in_order(self, parcels: list[Parcel]) -> int:
-        delivered = 0
+        """Send one destination's parcels in order; deliveries are recorded together.
+
+        One transaction for a round's deliveries instead of one each: a crash
+        before it commits means those parcels are sent once more, which the
+        receivers take as a repeat (the same HL7 control id, the same FHIR
+        conditional updates).
+        """
+        delivered: list[Parcel] = []
         for index, parcel in enumerate(parcels):
             sender = self._senders.get(parcel.channel)
             try:
@@ -243,12 +250,13 @@ class OutboxWorker:
                 await sender(parcel)
             except Exception as exc:  # any failure is recorded on the row, then retried
                 retryable = not isinstance(exc, DeliveryError) or exc.retryable
+                await asyncio.to_thread(self._record_deliveries, delivered)
                 await asyncio.to_thread(self._record_failure, parcel, exc, retryable)
                 await asyncio.to_thread(self._release, [p.id for p in parcels[index + 1 :]])
-                return delivered
-            await asyncio.to_thread(self._record_delivery, parcel)
-            delivered += 1
-        return delivered
+                return len(delivered)
+            delivered.append(parcel)
+        await asyncio.to_thread(self._record_deliveries, delivered)
+        return len(delivered)
 
     def _claim(self) -> list[Parcel]:
         now = self._clock()
@@ -305,22 +313,26 @@ class OutboxWorker:
             for row in rows
         ]
 
-    def _record_delivery(self, parcel: Parcel) -> None:
+    def _record_deliveries(self, parcels: list[Parcel]) -> None:
+        if not parcels:
+            return
         now = self._clock()
         with self._database.engine.begin() as connection:
             connection.execute(
                 update(OUTBOX)
-                .where(OUTBOX.c.id == parcel.id)
+                .where(OUTBOX.c.id == bindparam("parcel_id"))
                 .values(
                     status=OutboxStatus.delivered,
-                    attempts=parcel.attempts + 1,
+                    attempts=bindparam("tries"),
                     delivered_at=now,
                     locked_by=None,
                     locked_until=None,
                     last_error="",
-                )
+                ),
+                [{"parcel_id": parcel.id, "tries": parcel.attempts + 1} for parcel in parcels],
             )
-        log.info("delivered %s to %s", parcel.idempotency_key, parcel.destination)
+        for parcel in parcels:
+            log.info("delivered %s to %s", parcel.idempotency_key, parcel.destination)
 
     def _record_failure(self, parcel: Parcel, exc: BaseException, retryable: bool) -> None:
         now = self._clock()
