@@ -7,8 +7,9 @@ requested exam and answer cards: a ``warning`` per exam with a recognisable
 prior (remove the draft order, or override with a national refusal reason),
 an ``info`` when priors exist that do not count, and why. Every card is
 kept, so the feedback endpoint can record the clinician's decision as a
-RecognitionDecision. Callers must be on the loopback interface until CDS
-clients with signed JWTs are configured.
+RecognitionDecision. Callers sign JWTs as CDS Hooks asks (see
+:mod:`integration.cds_auth`); with no client configured only loopback
+callers are served.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from starlette.routing import Route
 
 from fhir.identifiers import FACILITY_SYSTEM, RESIDENT_ID_SYSTEM, SID
 from fhir.search import reference_id
+from integration.cds_auth import CdsAuthenticator, CdsCaller
 from integration.database import Database
 from integration.priors import Person, catalogue, find_person, priors_of
 from integration.recognition import (
@@ -45,6 +47,7 @@ from integration.recognition import (
 from integration.settings import Settings
 from models import metadata
 from models.enums import RecognitionOutcome, RecognitionSource, RefusalReason
+from models.errors import AuthenticationError
 
 log = logging.getLogger("huren.cds")
 T = metadata.tables
@@ -172,6 +175,13 @@ def _facility(connection: Connection, context: Mapping[str, Any]) -> int | None:
     return None
 
 
+def _facility_by_code(connection: Connection, code: str) -> int | None:
+    found = connection.execute(
+        select(T["facility"].c.id).where(T["facility"].c.code == code)
+    ).scalar()
+    return None if found is None else int(found)
+
+
 def _date_zh(verdict: Verdict) -> str:
     day = verdict.prior.performed_on
     return f"{day.year}年{day.month}月{day.day}日"
@@ -264,11 +274,13 @@ class CdsHooks:
         database: Database,
         settings: Settings,
         rules: Rules | None = None,
+        authenticator: CdsAuthenticator | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._database = database
         self._settings = settings
         self._rules = rules or Rules()
+        self._authenticator = authenticator or CdsAuthenticator({})
         self._clock = clock
 
     def app(self) -> Starlette:
@@ -285,15 +297,23 @@ class CdsHooks:
 
     # --- edges ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _refused(request: Request) -> Response | None:
-        client = request.client
-        if client is None or client.host not in LOOPBACK:
-            return JSONResponse(
-                {"error": "only callers on this machine are accepted (no CDS clients configured)"},
-                status_code=403,
-            )
-        return None
+    def _refused(self, request: Request, audience: str) -> Response | CdsCaller | None:
+        """An error answer, the verified caller, or None for a loopback caller (no clients)."""
+        if not self._authenticator.configured:
+            client = request.client
+            if client is None or client.host not in LOOPBACK:
+                return JSONResponse(
+                    {"error": "only local callers are accepted (no CDS clients configured)"},
+                    status_code=403,
+                )
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return JSONResponse({"error": "send Authorization: Bearer <JWT>"}, status_code=401)
+        try:
+            return self._authenticator.verify(token.strip(), audience=audience)
+        except AuthenticationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
 
     @staticmethod
     async def _json(request: Request) -> dict[str, Any]:
@@ -309,13 +329,13 @@ class CdsHooks:
         return JSONResponse(discovery(self._settings.base_url))
 
     async def call(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
         service_id = request.path_params["service_id"]
         hook = SERVICES.get(service_id)
         if hook is None:
             return JSONResponse({"error": f"no CDS service {service_id!r}"}, status_code=404)
+        caller = self._refused(request, f"{self._settings.base_url}/cds-services/{service_id}")
+        if isinstance(caller, Response):
+            return caller
         try:
             body = await self._json(request)
             if body.get("hook") != hook:
@@ -327,7 +347,7 @@ class CdsHooks:
             if not isinstance(context, dict) or not isinstance(context.get("patientId"), str):
                 raise CdsRequestError("context.patientId is required")
             cards = await anyio.to_thread.run_sync(
-                self._cards, service_id, hook, instance, context, body.get("prefetch") or {}
+                self._cards, service_id, hook, instance, context, body.get("prefetch") or {}, caller
             )
         except CdsRequestError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -342,6 +362,7 @@ class CdsHooks:
         instance: str,
         context: Mapping[str, Any],
         prefetch: Mapping[str, Any],
+        caller: CdsCaller | None,
     ) -> list[dict[str, Any]]:
         now = self._clock()
         today = now.astimezone(self._settings.zone).date()
@@ -365,7 +386,11 @@ class CdsHooks:
             if person is None:
                 return []
             priors = priors_of(connection, person=person, exams=exams, zone=self._settings.zone)
-            facility_id = _facility(connection, context)
+            facility_id = (
+                _facility_by_code(connection, caller.facility_code)
+                if caller is not None
+                else _facility(connection, context)
+            )
             exam_ids = {
                 row.code: row.id
                 for row in connection.execute(select(T["exam_type"].c.code, T["exam_type"].c.id))
@@ -459,9 +484,10 @@ class CdsHooks:
         )
 
     async def feedback(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
+        service_id = request.path_params["service_id"]
+        caller = self._refused(request, f"{self._settings.base_url}/cds-services/{service_id}")
+        if isinstance(caller, Response):
+            return caller
         try:
             body = await self._json(request)
             items = body.get("feedback")
@@ -536,9 +562,9 @@ class CdsHooks:
                 )
 
     async def rest_verdicts(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
+        caller = self._refused(request, f"{self._settings.base_url}/recognition/verdicts")
+        if isinstance(caller, Response):
+            return caller
         params = request.query_params
         exam_code = params.get("exam")
         if not exam_code or not (params.get("patient") or params.get("resident_id")):

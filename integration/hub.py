@@ -20,6 +20,7 @@ from integration.api_clients import TokenChecker
 from integration.archive import Archive
 from integration.audit_trail import AuditWriter
 from integration.cds import CdsHooks
+from integration.cds_auth import CdsAuthenticator, load_clients
 from integration.database import Database
 from integration.dicomweb import DicomWeb
 from integration.directory import Directory
@@ -182,7 +183,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         fhir = FhirApi(database=database, settings=settings, tokens=tokens, audit=audit)
         dicomweb = DicomWeb(database=database, files=files, tokens=tokens, audit=audit)
         # HTTP comes up last, so /healthz answering means every listener is ready.
-        cds = CdsHooks(database=database, settings=settings)
+        clients = load_clients(settings.cds_clients) if settings.cds_clients else {}
+        cds = CdsHooks(
+            database=database, settings=settings, authenticator=CdsAuthenticator(clients)
+        )
         http, http_task = await _start_http(settings, database, fhir, dicomweb, cds, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]

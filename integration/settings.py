@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     upstream_fhir_token: SecretStr = SecretStr("")
     fhir_send_timeout: float = Field(default=30.0, gt=0)  # waiting for the province's answer
     fhir_max_body: int = Field(default=16 << 20, ge=1024)  # bytes of one request to the API
+    cds_clients: Path | None = None  # JSON file of CDS Hooks clients (iss, facility, jwks)
     public_base_url: str = ""  # how others reach this hub's HTTP; empty: http://BIND:HTTP_PORT
 
     secret_key: SecretStr = SecretStr(DEMO_SECRET_KEY)
