@@ -241,9 +241,7 @@ def main() -> int:
         rates: dict[str, list[tuple[float, float]]] = {"storescp": [], "ours": []}
         for run in range(args.rounds):  # alternate, so a noisy moment hits both receivers
             for receiver in rates:
-                rates[receiver].append(
-                    measure(receiver, base, folder, parts, warmup, count, run)
-                )
+                rates[receiver].append(measure(receiver, base, folder, parts, warmup, count, run))
         bound_one, bound_many = (median(r[i] for r in rates["storescp"]) for i in (0, 1))
         ours_one, ours_many = (median(r[i] for r in rates["ours"]) for i in (0, 1))
     print(

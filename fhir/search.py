@@ -9,6 +9,7 @@ API answers with a 400 OperationOutcome.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +28,8 @@ __all__ = [
     "index_of",
     "parse_search",
     "reference_id",
+    "split_search_value",
+    "unescape_search_value",
 ]
 
 # The resource types the API serves, with the search parameters each supports (besides
@@ -64,6 +67,7 @@ MAX_COUNT = 200
 DEFAULT_COUNT = 20
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SUPPORTED_PREFIXES = ("eq", "gt", "lt", "ge", "le")
+_ESCAPED = re.compile(r"\\([\\|,$])")
 
 
 class SearchError(ValidationError):
@@ -271,14 +275,45 @@ def _date_filter(parameter: str, text: str) -> DateFilter:
     return DateFilter(prefix=prefix, start=start, end=end)
 
 
+def split_search_value(text: str, separator: str, *, maxsplit: int = -1) -> list[str]:
+    r"""``text`` split at each ``separator`` not escaped with a backslash (escapes are kept).
+
+    FHIR search escapes ``\``, ``|``, ``,`` and ``$`` in values with a backslash,
+    so an identifier such as ``MRN,1`` travels as ``MRN\,1`` and is one value, not two.
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            current.append(text[index : index + 2])
+            index += 2
+            continue
+        if char == separator and (maxsplit < 0 or len(parts) < maxsplit):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    parts.append("".join(current))
+    return parts
+
+
+def unescape_search_value(text: str) -> str:
+    r"""A search value with FHIR's escapes (``\\``, ``\|``, ``\,``, ``\$``) undone."""
+    return _ESCAPED.sub(r"\1", text)
+
+
 def _token_values(parameter: str, text: str) -> tuple[tuple[str | None, str], ...]:
     values: list[tuple[str | None, str]] = []
-    for part in text.split(","):
+    for part in split_search_value(text, ","):
         system: str | None
-        if "|" in part:
-            system, value = part.split("|", 1)
+        pieces = split_search_value(part, "|", maxsplit=1)
+        if len(pieces) == 2:
+            system, value = unescape_search_value(pieces[0]), unescape_search_value(pieces[1])
         else:
-            system, value = None, part
+            system, value = None, unescape_search_value(part)
         if not value:
             raise SearchError(f"{parameter}: a token needs a value", field=parameter)
         values.append((system, value))
@@ -287,7 +322,7 @@ def _token_values(parameter: str, text: str) -> tuple[tuple[str | None, str], ..
 
 def _reference_values(parameter: str, text: str, resource_type: str) -> tuple[str, ...]:
     ids = []
-    for part in text.split(","):
+    for part in map(unescape_search_value, split_search_value(text, ",")):
         found = reference_id(part, resource_type) if "/" in part else part
         if not found:
             raise SearchError(
@@ -322,6 +357,8 @@ def parse_search(resource_type: str, parameters: Sequence[tuple[str, str]]) -> S
         parameter, _, modifier = raw_name.partition(":")
         if parameter == "_count":
             count = min(_count(parameter, value, allow_zero=True), MAX_COUNT)
+            if count == 0:  # FHIR: _count=0 is _summary=count (a page of 0 would never advance)
+                summary_count = True
             continue
         if parameter == "_offset":
             offset = _count(parameter, value, allow_zero=True)
@@ -359,14 +396,17 @@ def parse_search(resource_type: str, parameters: Sequence[tuple[str, str]]) -> S
                 f"{parameter}: modifier :{modifier} is not supported", field=parameter
             )
         if kind == "token" and parameter == "status":
-            statuses = tuple(part for part in value.split(",") if part)
+            statuses = tuple(
+                unescape_search_value(part) for part in split_search_value(value, ",") if part
+            )
         elif kind == "token":
             tokens.append(TokenFilter(parameter=parameter, values=_token_values(parameter, value)))
         elif kind == "reference" and parameter == "patient":
             subjects = _reference_values(parameter, value, "Patient")
         elif kind == "reference":
             references = tuple(
-                part if "/" in part else f"ServiceRequest/{part}" for part in value.split(",")
+                part if "/" in part else f"ServiceRequest/{part}"
+                for part in map(unescape_search_value, split_search_value(value, ","))
             )
             tokens.append(
                 TokenFilter(parameter=parameter, values=tuple(("", ref) for ref in references))
@@ -376,7 +416,7 @@ def parse_search(resource_type: str, parameters: Sequence[tuple[str, str]]) -> S
         elif kind == "date":
             dates.append(_date_filter(parameter, value))
         else:
-            name = value.lower()
+            name = unescape_search_value(value).lower()
     return SearchQuery(
         resource_type=resource_type,
         tokens=tuple(tokens),

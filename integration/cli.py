@@ -313,6 +313,24 @@ def _cmd_recognition_avoidable(settings: Settings, args: argparse.Namespace) -> 
     return 0
 
 
+def _cmd_recognition_sample(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.refusal_audit import draw_month, sample_report
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        chosen = draw_month(connection, month=args.month, zone=settings.zone, now=datetime.now(UTC))
+        report = sample_report(connection, month=args.month, zone=settings.zone)
+    print(
+        f"refusal audit {report.month} (seed {report.seed}): {report.refusals} refusals, "
+        f"{report.drawn} drawn, {report.reviewed} reviewed, {report.justified} justified"
+    )
+    print("decisions drawn: " + " ".join(str(decision) for decision in chosen))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -408,6 +426,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     avoidable.add_argument("--until", type=date.fromisoformat, help="last day (default: today)")
     avoidable.set_defaults(handler=_cmd_recognition_avoidable)
+    sample = recognition.add_parser(
+        "sample", help="draw (once) and show a month's 10%% sample of refusals for audit"
+    )
+    sample.add_argument("--month", required=True, help="YYYY-MM, a month that has ended")
+    sample.set_defaults(handler=_cmd_recognition_sample)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio.to_thread
+from sqlalchemy import Connection, select
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,12 +34,14 @@ from integration.database import Database
 from integration.fhir_exchange import PreconditionFailed, accept_transaction
 from integration.fhir_store import StoredResource, included_studies, read_resource, search
 from integration.settings import Settings
+from models import metadata
 from models.enums import AuditAction
 from models.errors import Conflict, HurenError, ValidationError
 
 log = logging.getLogger("huren.fhir.api")
 FHIR_JSON = "application/fhir+json"
 PATIENT_DATA = frozenset({"Patient", "ServiceRequest", "ImagingStudy", "DiagnosticReport"})
+PATIENT = metadata.tables["patient"]
 
 
 class FhirProblem(Exception):
@@ -55,7 +58,8 @@ def _outcome(status: int, code: str, message: str, expression: str | None = None
     body = operation_outcome("error", code, message, expression=expression).model_dump_json(
         exclude_none=True
     )
-    return Response(body, status_code=status, media_type=FHIR_JSON)
+    headers = {"WWW-Authenticate": 'Bearer realm="huren"'} if status == 401 else None
+    return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 def _resource_response(stored: StoredResource, status: int = 200) -> Response:
@@ -70,9 +74,19 @@ def _resource_response(stored: StoredResource, status: int = 200) -> Response:
     )
 
 
-def _patient_id(logical_id: str | None) -> int | None:
-    """The hub's own patient behind a Patient logical id (its ids are the patients' ids)."""
-    return int(logical_id) if logical_id and logical_id.isdigit() else None
+def _patient_id(connection: Connection, logical_id: str | None) -> int | None:
+    """The hub's own patient behind a Patient logical id (its ids are the patients' ids).
+
+    Only a patient the hub has: the audit row refers to the patient table, so
+    any other id (a search for an unknown number, a remote node's reference)
+    would fail the audit write and with it the request.
+    """
+    if not logical_id or not (logical_id.isascii() and logical_id.isdigit()):
+        return None
+    if len(logical_id) > 18:  # beyond a 64-bit integer: no row has it
+        return None
+    found = connection.execute(select(PATIENT.c.id).where(PATIENT.c.id == int(logical_id))).first()
+    return None if found is None else int(found.id)
 
 
 class FhirApi:
@@ -158,22 +172,25 @@ class FhirApi:
         logical_id = request.path_params["logical_id"]
         self._served(resource_type)
         grant = self._grant(request, resource_type, "read")
-        stored = await self._in_thread(
-            lambda connection: read_resource(
-                connection, resource_type=resource_type, logical_id=logical_id
-            )
-        )
+
+        def fetch(connection: Connection) -> tuple[StoredResource | None, int | None]:
+            stored = read_resource(connection, resource_type=resource_type, logical_id=logical_id)
+            if stored is None or resource_type not in PATIENT_DATA:
+                return stored, None
+            subject = logical_id if resource_type == "Patient" else _subject_of(stored)
+            return stored, _patient_id(connection, subject)
+
+        stored, patient_id = await self._in_thread(fetch)
         if stored is None:
             raise FhirProblem(404, "not-found", f"{resource_type}/{logical_id} is not known")
         if resource_type in PATIENT_DATA:
-            subject = logical_id if resource_type == "Patient" else _subject_of(stored)
             await self._record(
                 request,
                 grant,
                 action=AuditAction.read,
                 entity_type=resource_type,
                 entity_id=logical_id,
-                patient_id=_patient_id(subject),
+                patient_id=patient_id,
             )
         return _resource_response(stored)
 
@@ -188,14 +205,18 @@ class FhirApi:
         if query.includes:
             self._grant(request, "ImagingStudy", "read")
 
-        def run(connection: Any) -> tuple[list[StoredResource], int, bool, list[StoredResource]]:
+        subjects = query.subjects or ()
+
+        def run(
+            connection: Connection,
+        ) -> tuple[list[StoredResource], int, bool, list[StoredResource], int | None]:
             page, total, more = search(connection, query)
             included = included_studies(connection, page) if query.includes else []
-            return page, total, more, included
+            patient_id = _patient_id(connection, subjects[0]) if len(subjects) == 1 else None
+            return page, total, more, included, patient_id
 
-        page, total, more, included = await self._in_thread(run)
+        page, total, more, included, patient_id = await self._in_thread(run)
         if resource_type in PATIENT_DATA:
-            subjects = query.subjects or ()
             await self._record(
                 request,
                 grant,
@@ -203,7 +224,7 @@ class FhirApi:
                 entity_type=resource_type,
                 entity_id="",
                 detail=f"search {request.url.query}"[:2000],
-                patient_id=_patient_id(subjects[0]) if len(subjects) == 1 else None,
+                patient_id=patient_id,
             )
         return Response(
             self._searchset(request, query, page, total, more, included), media_type=FHIR_JSON

@@ -22,7 +22,11 @@ from models.imaging import Instance, Series, Study  # noqa: E402
 from models.messaging import InboundMessage, Outbox  # noqa: E402
 from models.orders import Order  # noqa: E402
 from models.patients import Patient, PatientIdentifier, PatientLink  # noqa: E402
-from models.recognition import RecognitionCard, RecognitionDecision  # noqa: E402
+from models.recognition import (  # noqa: E402
+    RecognitionCard,
+    RecognitionDecision,
+    RefusalSample,
+)
 from models.region import Facility, FacilityAeTitle, QcQualification, User  # noqa: E402
 from models.reporting import (  # noqa: E402
     Consultation,
@@ -57,6 +61,7 @@ __all__ = [
     "QcQualification",
     "RecognitionCard",
     "RecognitionDecision",
+    "RefusalSample",
     "Report",
     "ReportRevision",
     "Series",

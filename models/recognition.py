@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.enums import RecognitionOutcome, RecognitionSource, RefusalReason
@@ -62,3 +62,20 @@ class RecognitionCard(SQLModel, table=True):
     draft_order_ref: str = Field(default="", max_length=128)
     avoidable_fee_fen: int = 0
     issued_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class RefusalSample(SQLModel, table=True):
+    """One refusal drawn into a month's 10% audit sample, and the reviewer's finding."""
+
+    __tablename__ = "refusal_sample"
+    __table_args__ = (UniqueConstraint("month", "decision_id", name="uq_refusal_sample"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, index=True)  # YYYY-MM, in the region's time zone
+    seed: str = Field(max_length=64)  # what drew it, so the draw can be repeated and checked
+    decision_id: int = Field(foreign_key="recognition_decision.id")
+    drawn_at: datetime = Field(sa_type=UtcDateTime)
+    justified: bool | None = None  # None until reviewed
+    note: str = Field(default="", max_length=500)
+    reviewer_id: int | None = Field(default=None, foreign_key="app_user.id")
+    reviewed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
