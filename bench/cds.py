@@ -490,6 +490,7 @@ def hub_lookups(root: Path, requests: Sequence[Ask]) -> tuple[list[float], float
 
     took = []
     rules = Rules()
+    today = datetime.now(settings.zone).date()
     try:
         with database.engine.connect() as connection:
             exams = {exam.code: exam for exam in catalogue(connection)}
@@ -503,7 +504,7 @@ def hub_lookups(root: Path, requests: Sequence[Ask]) -> tuple[list[float], float
                 priors = priors_of(
                     connection, person=person, exams=list(exams.values()), zone=settings.zone
                 )
-                verdicts(priors, requested=exams[ask.code], on=date.today(), rules=rules)
+                verdicts(priors, requested=exams[ask.code], on=today, rules=rules)
                 took.append(time.perf_counter() - started)
             event.remove(database.engine, "before_cursor_execute", grab)
             per_lookup = len(statements) / max(1, len(requests))
@@ -674,10 +675,11 @@ def bound(spec: dict[str, Any], folder: Path) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def py_spy(pid: int, output: Path, limit: float) -> Iterator[None]:
-    """py-spy sampling ``pid`` (collapsed stacks into ``output``) while the block runs."""
+    """py-spy sampling ``pid`` while the block runs: collapsed stacks of the thread holding
+    the GIL (where the hub's CPU goes; SQLite runs without the GIL) into ``output``."""
     spy = Path(sys.executable).parent / "py-spy"
     process = subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+        [str(spy), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--gil",
          "--output", str(output), "--duration", str(ceil(limit)), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -693,8 +695,11 @@ def py_spy(pid: int, output: Path, limit: float) -> Iterator[None]:
             say(f"py-spy wrote nothing: {errors.decode(errors='replace')[-500:]}")
 
 
-def profile_summary(collapsed: Path, top: int = 25) -> list[str]:
-    """The functions most often on the stack (inclusive) and on top of it (self)."""
+PROJECT = ("integration/", "models/", "fhir/", "dicom/", "hl7/")
+
+
+def profile_summary(collapsed: Path, top: int = 20) -> list[str]:
+    """The project's lines most often on the stack (inclusive) and the functions on top."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -703,16 +708,18 @@ def profile_summary(collapsed: Path, top: int = 25) -> list[str]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [frame for frame in stack.split(";") if not frame.startswith("thread ")]
-        frames = [frame for frame in frames if not frame.startswith("process ")]
+        frames = [f for f in stack.split(";") if not f.startswith(("thread ", "process "))]
         total += count
         for frame in set(frames):
-            inclusive[frame] += count
+            if frame.partition(" (")[2].startswith(PROJECT):
+                inclusive[frame] += count
         if frames:
             own[frame_name(frames[-1])] += count
-    lines = [f"  {total} samples; inclusive (share of samples with the function on the stack):"]
+    if not total:
+        return ["  py-spy recorded no samples"]
+    lines = [f"  {total} samples (GIL held); the project's lines on the stack (inclusive):"]
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
-    lines.append("  self (share of samples on top of the stack):")
+    lines.append("  functions on top of the stack (self):")
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
     return lines
 
@@ -779,6 +786,12 @@ def percentile(samples: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1) in milliseconds."""
     ordered = sorted(samples)
     return ordered[max(0, ceil(q * len(ordered)) - 1)] * 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def card_rows(db: Path) -> int:
@@ -872,12 +885,15 @@ def main() -> int:
         cards_before = card_rows(db)
         spec = {"db": str(db), "zone": Settings(data_dir=root).timezone}
         results: dict[str, list[Answers]] = {"hub": [], "bound": []}
+        cpu = {"hub": 0.0, "bound": 0.0}
+        client_cpu = {"hub": 0.0, "bound": 0.0}
         hub_cards = 0
         with (
             hub(root, base / "hub.log") as (hub_url, hub_pid),
             bound(spec, base) as (bound_url, bound_pid),
         ):
             urls = {"hub": hub_url, "bound": bound_url}
+            pids = {"hub": hub_pid, "bound": bound_pid}
             say(f"hub pid {hub_pid} at {hub_url}; bound pid {bound_pid} at {bound_url}")
             deadline = time.monotonic() + args.budget
             for name, url in urls.items():  # warm-up: imports, caches, connections, pages
@@ -889,7 +905,10 @@ def main() -> int:
                 part = measured[round_ * share : (round_ + 1) * share]
                 order = ["hub", "bound"] if round_ % 2 == 0 else ["bound", "hub"]
                 for name in order:
+                    before, mine = cpu_seconds(pids[name]), time.process_time()
                     answers = load(urls[name], part, args.callers, deadline)
+                    cpu[name] += cpu_seconds(pids[name]) - before
+                    client_cpu[name] += time.process_time() - mine
                     results[name].append(answers)
                     if name == "hub":
                         hub_cards += sum(len(cards) for cards in answers.indicators.values())
@@ -946,6 +965,17 @@ def main() -> int:
             f"max {max(latencies['hub']) * 1000:.1f} ms ({rates['hub']:.0f} answers/s); "
             f"bound p50 {figures['bound', 0.5]:.1f} ms p99 {figures['bound', 0.99]:.1f} ms "
             f"max {max(latencies['bound']) * 1000:.1f} ms ({rates['bound']:.0f} answers/s)"
+        )
+        say(
+            "  server CPU per answer: "
+            + ", ".join(f"{name} {1000 * cpu[name] / answered[name]:.2f} ms" for name in cpu)
+            + "; the callers' (this process) "
+            + ", ".join(
+                f"with {name} {1000 * client_cpu[name] / answered[name]:.2f} ms" for name in cpu
+            )
+            + f" (this machine has {os.cpu_count()} cores; load average now "
+            + " ".join(f"{x:.1f}" for x in os.getloadavg())
+            + ")"
         )
         say(
             f"  cards: {dict(kinds)} ({len(differ)} answers differ from the bound's); "
