@@ -40,6 +40,25 @@ class AuditEntry:
 Done = Callable[[BaseException | None], None]
 
 
+def audit_row(entry: AuditEntry, *, now: datetime) -> dict[str, object]:
+    """The ``audit_event`` row of an entry (for writing it inside a caller's transaction)."""
+    return {
+        "recorded_at": now,
+        "action": entry.action,
+        "outcome": entry.outcome,
+        "actor": entry.actor[:128],
+        "actor_user_id": None,
+        "facility_id": None,
+        "source_address": entry.source_address[:64],
+        "entity_type": entry.entity_type[:32],
+        "entity_id": entry.entity_id[:64],
+        "patient_id": entry.patient_id,
+        "detail": entry.detail,
+        "previous_hash": "",
+        "hash": "",
+    }
+
+
 class AuditWriter:
     """Group-commits audit events from one thread; ``record`` returns once its event is stored."""
 
@@ -102,25 +121,7 @@ class AuditWriter:
             try:
                 with self._database.engine.begin() as connection:
                     connection.execute(
-                        insert(AUDIT),
-                        [
-                            {
-                                "recorded_at": now,
-                                "action": entry.action,
-                                "outcome": entry.outcome,
-                                "actor": entry.actor[:128],
-                                "actor_user_id": None,
-                                "facility_id": None,
-                                "source_address": entry.source_address[:64],
-                                "entity_type": entry.entity_type[:32],
-                                "entity_id": entry.entity_id[:64],
-                                "patient_id": entry.patient_id,
-                                "detail": entry.detail,
-                                "previous_hash": "",
-                                "hash": "",
-                            }
-                            for entry, _ in batch
-                        ],
+                        insert(AUDIT), [audit_row(entry, now=now) for entry, _ in batch]
                     )
                 self.recorded += len(batch)
             except Exception as exc:  # every waiting request learns of it

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio.to_thread
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,7 +29,7 @@ from fhir.capability import capability_statement
 from fhir.search import SUPPORTED_TYPES, SearchQuery, parse_search
 from integration import __version__
 from integration.api_clients import Access, Grant, TokenChecker
-from integration.audit_trail import AuditEntry, AuditWriter
+from integration.audit_trail import AUDIT, AuditEntry, AuditWriter, audit_row
 from integration.database import Database
 from integration.fhir_exchange import PreconditionFailed, accept_transaction
 from integration.fhir_store import StoredResource, included_studies, read_resource, search
@@ -260,9 +260,11 @@ class FhirApi:
         assert grant is not None
         now = self._clock()
 
+        client = request.client
+
         def apply() -> dict[str, Any]:
             with self._database.engine.begin() as connection:
-                return accept_transaction(
+                answer = accept_transaction(
                     connection,
                     raw,
                     origin=grant.client,
@@ -271,6 +273,17 @@ class FhirApi:
                         f"{self.base}/{stored.reference}/_history/{stored.version_id}"
                     ),
                 )
+                # On the trail in the same commit as the resources: one fsync, not two.
+                entry = AuditEntry(
+                    action=AuditAction.update,
+                    actor=grant.client,
+                    source_address=client.host if client else "",
+                    entity_type="Bundle",
+                    entity_id="",
+                    detail=f"transaction of {len(answer['entry'])} entries",
+                )
+                connection.execute(insert(AUDIT), [audit_row(entry, now=now)])
+                return answer
 
         try:
             answer = await anyio.to_thread.run_sync(apply)
@@ -282,14 +295,6 @@ class FhirApi:
             raise FhirProblem(409, "conflict", str(exc), expression=exc.field) from None
         except HurenError as exc:
             raise FhirProblem(400, "processing", str(exc), expression=exc.field) from None
-        await self._record(
-            request,
-            grant,
-            action=AuditAction.update,
-            entity_type="Bundle",
-            entity_id="",
-            detail=f"transaction of {len(answer['entry'])} entries",
-        )
         return Response(
             json.dumps(answer, ensure_ascii=False, separators=(",", ":")), media_type=FHIR_JSON
         )

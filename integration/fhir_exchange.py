@@ -53,6 +53,7 @@ class _Entry:
     full_url: str | None
     logical_id: str = ""
     skip: bool = False  # an existing resource stands (the hub's own, or a known patient)
+    minted: bool = False  # the id was made here just now: nothing is stored under it
     status: str = ""
 
 
@@ -205,7 +206,7 @@ def _resolve(
     if matches:
         entry.logical_id = matches[0].logical_id
     elif not entry.logical_id:
-        entry.logical_id = str(uuid.uuid4())
+        entry.logical_id, entry.minted = str(uuid.uuid4()), True
 
 
 def _rewrite(node: Any, targets: Mapping[str, str]) -> Any:
@@ -258,7 +259,12 @@ def accept_transaction(
         else:
             resource = _rewrite(entry.resource, targets)
             stored, outcome = put_resource(
-                connection, resource=resource, logical_id=entry.logical_id, origin=origin, now=now
+                connection,
+                resource=resource,
+                logical_id=entry.logical_id,
+                origin=origin,
+                now=now,
+                new=entry.minted,
             )
             status = "201 Created" if outcome == "created" else "200 OK"
         responses.append(

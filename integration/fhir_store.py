@@ -110,14 +110,22 @@ def put_resource(
     logical_id: str,
     origin: str,
     now: datetime,
+    new: bool = False,
 ) -> tuple[StoredResource, Outcome]:
-    """Create or replace ``resource`` (JSON) under ``logical_id``; unchanged content is a no-op."""
+    """Create or replace ``resource`` (JSON) under ``logical_id``; unchanged content is a no-op.
+
+    ``new`` says the caller just minted ``logical_id``, so there is nothing to look up.
+    """
     resource_type = str(resource["resourceType"])
-    existing = connection.execute(
-        select(*_COLUMNS).where(
-            RESOURCE.c.resource_type == resource_type, RESOURCE.c.logical_id == logical_id
-        )
-    ).first()
+    existing = (
+        None
+        if new
+        else connection.execute(
+            select(*_COLUMNS).where(
+                RESOURCE.c.resource_type == resource_type, RESOURCE.c.logical_id == logical_id
+            )
+        ).first()
+    )
     content = _content(resource)
     if existing is not None and _content(json.loads(existing.body)) == content:
         return _stored(existing), "unchanged"
