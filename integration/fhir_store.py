@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -64,6 +65,37 @@ _COLUMNS = (
 )
 
 
+# Built once: SQLAlchemy then reuses their compiled form instead of keying each new statement.
+_BY_ID = select(*_COLUMNS).where(
+    RESOURCE.c.resource_type == bindparam("kind"), RESOURCE.c.logical_id == bindparam("logical")
+)
+_TOKEN_MATCH = [
+    TOKEN.c.resource_type == bindparam("kind"),
+    TOKEN.c.parameter == "identifier",
+    TOKEN.c.value == bindparam("value"),
+]
+_BY_IDENTIFIER = (
+    select(*_COLUMNS)
+    .where(
+        RESOURCE.c.id.in_(
+            select(TOKEN.c.resource_id).where(*_TOKEN_MATCH, TOKEN.c.system == bindparam("system"))
+        )
+    )
+    .order_by(RESOURCE.c.id)
+)
+_BY_IDENTIFIER_ANY_SYSTEM = (
+    select(*_COLUMNS)
+    .where(RESOURCE.c.id.in_(select(TOKEN.c.resource_id).where(*_TOKEN_MATCH)))
+    .order_by(RESOURCE.c.id)
+)
+
+
+_INSERT = insert(RESOURCE)
+_UPDATE = update(RESOURCE).where(RESOURCE.c.id == bindparam("row"))
+_FORGET_TOKENS = delete(TOKEN).where(TOKEN.c.resource_id == bindparam("row"))
+_ADD_TOKENS = insert(TOKEN)
+
+
 def _stored(row: Any) -> StoredResource:
     return StoredResource(
         resource_type=row.resource_type,
@@ -95,11 +127,7 @@ def compact_json(resource: Mapping[str, Any]) -> str:
 def read_resource(
     connection: Connection, *, resource_type: str, logical_id: str
 ) -> StoredResource | None:
-    row = connection.execute(
-        select(*_COLUMNS).where(
-            RESOURCE.c.resource_type == resource_type, RESOURCE.c.logical_id == logical_id
-        )
-    ).first()
+    row = connection.execute(_BY_ID, {"kind": resource_type, "logical": logical_id}).first()
     return None if row is None else _stored(row)
 
 
@@ -120,11 +148,7 @@ def put_resource(
     existing = (
         None
         if new
-        else connection.execute(
-            select(*_COLUMNS).where(
-                RESOURCE.c.resource_type == resource_type, RESOURCE.c.logical_id == logical_id
-            )
-        ).first()
+        else connection.execute(_BY_ID, {"kind": resource_type, "logical": logical_id}).first()
     )
     content = _content(resource)
     if existing is not None and _content(json.loads(existing.body)) == content:
@@ -149,13 +173,13 @@ def put_resource(
     }
     if existing is None:
         row_id = connection.execute(
-            insert(RESOURCE).values(resource_type=resource_type, logical_id=logical_id, **columns)
+            _INSERT, {"resource_type": resource_type, "logical_id": logical_id, **columns}
         ).inserted_primary_key[0]  # type: ignore[index]
         outcome: Outcome = "created"
     else:
         row_id = existing.id
-        connection.execute(update(RESOURCE).where(RESOURCE.c.id == row_id).values(**columns))
-        connection.execute(delete(TOKEN).where(TOKEN.c.resource_id == row_id))
+        connection.execute(_UPDATE, {"row": row_id, **columns})
+        connection.execute(_FORGET_TOKENS, {"row": row_id})
         outcome = "updated"
     tokens = [
         {
@@ -168,7 +192,7 @@ def put_resource(
         for parameter, system, value in dict.fromkeys(index.tokens)
     ]
     if tokens:
-        connection.execute(insert(TOKEN), tokens)
+        connection.execute(_ADD_TOKENS, tokens)
     stored = StoredResource(
         resource_type=resource_type,
         logical_id=logical_id,
@@ -184,18 +208,14 @@ def find_by_identifier(
     connection: Connection, *, resource_type: str, system: str | None, value: str
 ) -> list[StoredResource]:
     """Resources of a type carrying ``system|value`` (any system when None): conditional writes."""
-    match = [
-        TOKEN.c.resource_type == resource_type,
-        TOKEN.c.parameter == "identifier",
-        TOKEN.c.value == value,
-    ]
-    if system is not None:
-        match.append(TOKEN.c.system == system)
-    rows = connection.execute(
-        select(*_COLUMNS)
-        .where(RESOURCE.c.id.in_(select(TOKEN.c.resource_id).where(*match)))
-        .order_by(RESOURCE.c.id)
-    )
+    if system is None:
+        rows = connection.execute(
+            _BY_IDENTIFIER_ANY_SYSTEM, {"kind": resource_type, "value": value}
+        )
+    else:
+        rows = connection.execute(
+            _BY_IDENTIFIER, {"kind": resource_type, "value": value, "system": system}
+        )
     return [_stored(row) for row in rows]
 
 
