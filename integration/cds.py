@@ -47,7 +47,7 @@ from integration.recognition import (
 from integration.settings import Settings
 from models import metadata
 from models.enums import RecognitionOutcome, RecognitionSource, RefusalReason
-from models.errors import AuthenticationError
+from models.errors import AuthenticationError, ValidationError
 
 log = logging.getLogger("huren.cds")
 T = metadata.tables
@@ -74,7 +74,7 @@ class JSONResponse(_AsciiJSONResponse):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class CdsRequestError(ValueError):
+class CdsRequestError(ValidationError):
     """A malformed hook request; the message says what is wrong (HTTP 400)."""
 
 

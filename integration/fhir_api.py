@@ -44,11 +44,11 @@ PATIENT_DATA = frozenset({"Patient", "ServiceRequest", "ImagingStudy", "Diagnost
 PATIENT = metadata.tables["patient"]
 
 
-class FhirProblem(Exception):
+class FhirProblem(HurenError):
     """Internal: an error answer, raised anywhere in a handler, sent as an OperationOutcome."""
 
     def __init__(self, status: int, code: str, message: str, *, expression: str | None = None):
-        super().__init__(message)
+        super().__init__(message, field=expression)
         self.status = status
         self.code = code
         self.expression = expression
