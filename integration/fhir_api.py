@@ -74,6 +74,13 @@ def _resource_response(stored: StoredResource, status: int = 200) -> Response:
     )
 
 
+def _own_patient(logical_id: str | None) -> int | None:
+    """The hub's patient one of its own resources is about (its Patient ids are patient ids)."""
+    if logical_id and logical_id.isascii() and logical_id.isdigit() and len(logical_id) <= 18:
+        return int(logical_id)
+    return None
+
+
 def _patient_id(connection: Connection, logical_id: str | None) -> int | None:
     """The hub's own patient behind a Patient logical id (its ids are the patients' ids).
 
@@ -177,8 +184,10 @@ class FhirApi:
             stored = read_resource(connection, resource_type=resource_type, logical_id=logical_id)
             if stored is None or resource_type not in PATIENT_DATA:
                 return stored, None
-            subject = logical_id if resource_type == "Patient" else _subject_of(stored)
-            return stored, _patient_id(connection, subject)
+            subject = logical_id if resource_type == "Patient" else stored.subject_id
+            if stored.origin == "":
+                return stored, _own_patient(subject)
+            return stored, _patient_id(connection, subject)  # another node's: check it
 
         stored, patient_id = await self._in_thread(fetch)
         if stored is None:
@@ -354,10 +363,3 @@ class FhirApi:
         if not entries:
             return head
         return f'{head[:-1]},"entry":[{",".join(entries)}]}}'
-
-
-def _subject_of(stored: StoredResource) -> str | None:
-    reference = (stored.parsed().get("subject") or {}).get("reference")
-    if isinstance(reference, str) and reference.startswith("Patient/"):
-        return reference.split("/", 1)[1]
-    return None

@@ -45,6 +45,7 @@ class StoredResource:
     last_updated: datetime
     origin: str
     body: str  # the JSON served as it stands
+    subject_id: str | None = None  # the Patient it is about, as indexed
 
     @property
     def reference(self) -> str:
@@ -62,6 +63,7 @@ _COLUMNS = (
     RESOURCE.c.last_updated,
     RESOURCE.c.origin,
     RESOURCE.c.body,
+    RESOURCE.c.subject_id,
 )
 
 
@@ -104,6 +106,7 @@ def _stored(row: Any) -> StoredResource:
         last_updated=row.last_updated,
         origin=row.origin,
         body=row.body,
+        subject_id=row.subject_id,
     )
 
 
