@@ -289,7 +289,7 @@ def _cmd_fhir_publish(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_recognition_avoidable(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, time, timedelta
 
-    from integration.avoidable import avoidable_exams, total_fee_fen
+    from integration.avoidable import avoidable_exams, record, total_fee_fen
 
     database = Database.from_settings(settings)
     database.upgrade()
@@ -298,8 +298,9 @@ def _cmd_recognition_avoidable(settings: Settings, args: argparse.Namespace) -> 
     last = args.until or today
     start = datetime.combine(first, time(0), tzinfo=settings.zone).astimezone(UTC)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=settings.zone).astimezone(UTC)
-    with database.engine.connect() as connection:
+    with database.engine.begin() as connection:
         found = avoidable_exams(connection, start=start, end=end, zone=settings.zone)
+        added = record(connection, found, now=datetime.now(UTC)) if args.store else 0
     for exam in found:
         print(
             f"{exam.performed_on}  {exam.facility}  {exam.exam_name}  patient {exam.patient_id}  "
@@ -310,6 +311,8 @@ def _cmd_recognition_avoidable(settings: Settings, args: argparse.Namespace) -> 
         f"{len(found)} avoidable exams from {first} to {last}, "
         f"{total_fee_fen(found) / 100:.2f} yuan that need not have been spent"
     )
+    if args.store:
+        print(f"{added} newly put on the QC officer's list")
     return 0
 
 
@@ -425,6 +428,9 @@ def _parser() -> argparse.ArgumentParser:
         "--since", type=date.fromisoformat, help="first day (default: 30 days ago)"
     )
     avoidable.add_argument("--until", type=date.fromisoformat, help="last day (default: today)")
+    avoidable.add_argument(
+        "--store", action="store_true", help="also put them on the QC officer's list"
+    )
     avoidable.set_defaults(handler=_cmd_recognition_avoidable)
     sample = recognition.add_parser(
         "sample", help="draw (once) and show a month's 10%% sample of refusals for audit"

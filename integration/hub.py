@@ -19,6 +19,7 @@ from hl7.mllp import MllpServer
 from integration.api_clients import TokenChecker
 from integration.archive import Archive
 from integration.audit_trail import AuditWriter
+from integration.avoidable import NightlyCheck
 from integration.cds import CdsHooks
 from integration.cds_auth import CdsAuthenticator, load_clients
 from integration.database import Database
@@ -159,6 +160,15 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await stabiliser_task
 
         stack.push_async_callback(stop_stabiliser)
+        nightly = NightlyCheck(database=database, zone=settings.zone)
+        nightly_stop = asyncio.Event()
+        nightly_task = asyncio.create_task(nightly.run(nightly_stop), name="recognition-check")
+
+        async def stop_nightly() -> None:
+            nightly_stop.set()
+            await nightly_task
+
+        stack.push_async_callback(stop_nightly)
         dicom = DicomServer(
             ae_title=settings.dicom_aet,
             host=settings.bind,

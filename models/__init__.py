@@ -23,6 +23,7 @@ from models.messaging import InboundMessage, Outbox  # noqa: E402
 from models.orders import Order  # noqa: E402
 from models.patients import Patient, PatientIdentifier, PatientLink  # noqa: E402
 from models.recognition import (  # noqa: E402
+    AvoidableExam,
     RecognitionCard,
     RecognitionDecision,
     RefusalSample,
@@ -41,6 +42,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiClient",
     "AuditEvent",
+    "AvoidableExam",
     "Consultation",
     "CriticalResult",
     "ExamCodeAlias",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -79,3 +79,21 @@ class RefusalSample(SQLModel, table=True):
     note: str = Field(default="", max_length=500)
     reviewer_id: int | None = Field(default=None, foreign_key="app_user.id")
     reviewed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class AvoidableExam(SQLModel, table=True):
+    """An exam done although a recognisable prior existed and no refusal was recorded."""
+
+    __tablename__ = "avoidable_exam"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", unique=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    exam_type_id: int = Field(foreign_key="exam_type.id")
+    facility_id: int = Field(foreign_key="facility.id", index=True)
+    performed_on: date = Field(index=True)
+    prior_key: str = Field(max_length=64)  # the prior's Study Instance UID
+    prior_facility: str = Field(max_length=120)
+    prior_performed_on: date
+    fee_fen: int
+    found_at: datetime = Field(sa_type=UtcDateTime)

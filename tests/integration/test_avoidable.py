@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from integration.avoidable import avoidable_exams, total_fee_fen
+from integration.avoidable import NightlyCheck, avoidable_exams, next_run, total_fee_fen
 from integration.database import Database
 from integration.recognition import Rules
 from integration.settings import Settings
@@ -83,3 +83,29 @@ def test_listed_exams_had_a_counting_prior_and_a_refusal_takes_one_off(region: D
         if exam.study_uid in removed:
             assert (exam.patient_id, exam.exam_code) == (first.patient_id, first.exam_code)
             assert abs(exam.performed_on - first.performed_on) <= timedelta(days=4)
+
+
+def test_the_nightly_check_fills_the_qc_list_once(region: Database) -> None:
+    now = datetime.now(UTC)
+    check = NightlyCheck(database=region, zone=ZONE, days=365, clock=lambda: now)
+    added = check.run_once()
+    with region.engine.connect() as connection:
+        listed = connection.execute(text("SELECT count(*), sum(fee_fen) FROM avoidable_exam")).one()
+        found = avoidable_exams(connection, start=now - timedelta(days=365), end=now, zone=ZONE)
+    assert added == len(found) == listed[0] > 0
+    assert listed[1] == total_fee_fen(found)
+    assert check.run_once() == 0  # the same exams are not listed twice
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (datetime(2026, 11, 25, 17, 0, tzinfo=UTC), datetime(2026, 11, 25, 18, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 25, 18, 0, tzinfo=UTC), datetime(2026, 11, 26, 18, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 25, 3, 0, tzinfo=UTC), datetime(2026, 11, 25, 18, 0, tzinfo=UTC)),
+    ],
+)
+def test_the_check_runs_at_two_in_the_morning_shanghai_time(
+    now: datetime, expected: datetime
+) -> None:
+    assert next_run(now, zone=ZONE) == expected
