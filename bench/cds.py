@@ -31,7 +31,10 @@ rounds with the same requests; latencies (client-side, send to last byte)
 are pooled. Every answer must be 200, both must give the same card
 indicators, some must be warnings, and the hub must have kept one card row
 per card. With closed-loop callers a latency is mostly waiting behind the
-other 15: p50 is about 16 / throughput.
+other 15: p50 is about 16 / throughput. Also printed: both servers' CPU per
+answer, the bound's SQL and the hub's own lookup functions timed in this
+process, and their query plans; ``--profile FILE`` adds an unmeasured hub
+round under py-spy and prints where the hub's CPU goes.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ CHUNK = 50_000  # studies per executemany transaction while seeding
 SPAN_DAYS = 730  # the seeded exams' started_at spread
 AREA_CODES = ("390522", "390523", "390524", "390525")  # not the demo county's (390521)
 FIRST_BIRTH = date(1930, 1, 1)
-BIRTH_DAYS = 34_697  # 1930-01-01 .. 2024-12-31; coprime with the stride below
+BIRTH_DAYS = 34_697  # 1930-01-01 .. 2024-12-29; coprime with the stride below (a prime)
 BIRTH_STRIDE = 7919
 PRELIMINARY_SHARE = 0.02
 SIGNED = ("final", "amended", "corrected")
@@ -738,6 +741,7 @@ class Answers:
     latencies: list[float]  # seconds, in completion order
     indicators: dict[int, tuple[str, ...]]  # request index -> card indicators
     seconds: float  # wall time of the round
+    cpu: float  # this process's CPU seconds during the round (the callers' share)
 
 
 async def _load(base: str, requests: Sequence[Ask], callers: int, deadline: float) -> Answers:
@@ -765,9 +769,9 @@ async def _load(base: str, requests: Sequence[Ask], callers: int, deadline: floa
     try:
         for client in clients:  # open the keep-alive connections before timing
             (await client.get("/healthz")).raise_for_status()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(caller(client) for client in clients))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         for client in clients:
             await client.aclose()
@@ -775,7 +779,7 @@ async def _load(base: str, requests: Sequence[Ask], callers: int, deadline: floa
         index: tuple(card["indicator"] for card in json.loads(body)["cards"])
         for index, body in bodies.items()
     }
-    return Answers(latencies, indicators, seconds)
+    return Answers(latencies, indicators, seconds, cpu)
 
 
 def load(base: str, requests: Sequence[Ask], callers: int, deadline: float) -> Answers:
@@ -905,10 +909,10 @@ def main() -> int:
                 part = measured[round_ * share : (round_ + 1) * share]
                 order = ["hub", "bound"] if round_ % 2 == 0 else ["bound", "hub"]
                 for name in order:
-                    before, mine = cpu_seconds(pids[name]), time.process_time()
+                    before = cpu_seconds(pids[name])
                     answers = load(urls[name], part, args.callers, deadline)
                     cpu[name] += cpu_seconds(pids[name]) - before
-                    client_cpu[name] += time.process_time() - mine
+                    client_cpu[name] += answers.cpu
                     results[name].append(answers)
                     if name == "hub":
                         hub_cards += sum(len(cards) for cards in answers.indicators.values())
