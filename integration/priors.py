@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from fhir.identifiers import (
     EXAM_TYPE_SYSTEM,
@@ -58,12 +58,38 @@ def catalogue(connection: Connection) -> list[ExamSpec]:
     ]
 
 
+_PATIENTS, _IDENTIFIERS = T["patient"], T["patient_identifier"]
+_RESOURCES, _TOKENS = T["fhir_resource"], T["fhir_token"]
+# Built once with bound parameters: the CDS service runs these on every call.
+_SURVIVOR = select(_PATIENTS.c.id, _PATIENTS.c.merged_into_id).where(
+    _PATIENTS.c.id == bindparam("patient")
+)
+_PATIENT_BODY = select(_RESOURCES.c.body).where(
+    _RESOURCES.c.resource_type == "Patient", _RESOURCES.c.logical_id == bindparam("logical")
+)
+_BY_RESIDENT_ID = select(_IDENTIFIERS.c.patient_id).where(
+    _IDENTIFIERS.c.kind == IdentifierKind.resident_id, _IDENTIFIERS.c.value == bindparam("value")
+)
+_RESIDENT_ID_OF = select(_IDENTIFIERS.c.value).where(
+    _IDENTIFIERS.c.patient_id == bindparam("patient"),
+    _IDENTIFIERS.c.kind == IdentifierKind.resident_id,
+)
+_MERGED_INTO = select(_PATIENTS.c.id).where(_PATIENTS.c.merged_into_id == bindparam("patient"))
+_PATIENT_RESOURCES_WITH = select(_RESOURCES.c.logical_id).where(
+    _RESOURCES.c.id.in_(
+        select(_TOKENS.c.resource_id).where(
+            _TOKENS.c.resource_type == "Patient",
+            _TOKENS.c.parameter == "identifier",
+            _TOKENS.c.system == RESIDENT_ID_SYSTEM,
+            _TOKENS.c.value == bindparam("value"),
+        )
+    )
+)
+
+
 def _survivor(connection: Connection, patient_id: int) -> int | None:
     """The patient a record was merged into, or the record itself; None when there is none."""
-    patients = T["patient"]
-    row = connection.execute(
-        select(patients.c.id, patients.c.merged_into_id).where(patients.c.id == patient_id)
-    ).first()
+    row = connection.execute(_SURVIVOR, {"patient": patient_id}).first()
     return None if row is None else int(row.merged_into_id or row.id)
 
 
@@ -71,45 +97,26 @@ def find_person(
     connection: Connection, *, fhir_id: str | None = None, resident_id: str | None = None
 ) -> Person | None:
     """The person behind a FHIR Patient id or a resident ID; None when nobody here knows them."""
-    patients, identifiers = T["patient"], T["patient_identifier"]
-    resources, tokens = T["fhir_resource"], T["fhir_token"]
     patient_id: int | None = None
     if fhir_id is not None and fhir_id.isascii() and fhir_id.isdigit() and len(fhir_id) < 19:
         patient_id = _survivor(connection, int(fhir_id))
     if patient_id is None and fhir_id is not None:
-        body = connection.execute(
-            select(resources.c.body).where(
-                resources.c.resource_type == "Patient", resources.c.logical_id == fhir_id
-            )
-        ).scalar()
+        body = connection.execute(_PATIENT_BODY, {"logical": fhir_id}).scalar()
         if body is None:
             return None
         for identifier in json.loads(body).get("identifier") or []:
             if identifier.get("system") == RESIDENT_ID_SYSTEM and identifier.get("value"):
                 resident_id = str(identifier["value"])
     if patient_id is None and resident_id:
-        found = connection.execute(
-            select(identifiers.c.patient_id).where(
-                identifiers.c.kind == IdentifierKind.resident_id,
-                identifiers.c.value == resident_id,
-            )
-        ).scalar()
+        found = connection.execute(_BY_RESIDENT_ID, {"value": resident_id}).scalar()
         if found is not None:
             patient_id = _survivor(connection, int(found))
     if patient_id is not None and resident_id is None:
-        resident_id = connection.execute(
-            select(identifiers.c.value).where(
-                identifiers.c.patient_id == patient_id,
-                identifiers.c.kind == IdentifierKind.resident_id,
-            )
-        ).scalar()
+        resident_id = connection.execute(_RESIDENT_ID_OF, {"patient": patient_id}).scalar()
     patient_ids: list[int] = []
     if patient_id is not None:
         patient_ids = [patient_id] + [
-            int(row.id)
-            for row in connection.execute(
-                select(patients.c.id).where(patients.c.merged_into_id == patient_id)
-            )
+            int(row.id) for row in connection.execute(_MERGED_INTO, {"patient": patient_id})
         ]
     fhir_ids = {str(known) for known in patient_ids}
     if fhir_id is not None:
@@ -117,18 +124,7 @@ def find_person(
     if resident_id:
         fhir_ids.update(
             str(row.logical_id)
-            for row in connection.execute(
-                select(resources.c.logical_id).where(
-                    resources.c.id.in_(
-                        select(tokens.c.resource_id).where(
-                            tokens.c.resource_type == "Patient",
-                            tokens.c.parameter == "identifier",
-                            tokens.c.system == RESIDENT_ID_SYSTEM,
-                            tokens.c.value == resident_id,
-                        )
-                    )
-                )
-            )
+            for row in connection.execute(_PATIENT_RESOURCES_WITH, {"value": resident_id})
         )
     if not patient_ids and not fhir_ids:
         return None
@@ -141,33 +137,45 @@ def _qualified(periods: Sequence[tuple[date, date | None]], on: date) -> bool:
     return any(start <= on and (end is None or on <= end) for start, end in periods)
 
 
+_STUDY, _EXAM, _FACILITY, _REPORT = T["study"], T["exam_type"], T["facility"], T["report"]
+_LOCAL_PRIORS = (
+    select(
+        _STUDY.c.id,
+        _STUDY.c.study_instance_uid,
+        _STUDY.c.started_at,
+        _STUDY.c.received_at,
+        _STUDY.c.quality_rejected,
+        _STUDY.c.facility_id,
+        _EXAM.c.code,
+        _EXAM.c.modality,
+        _EXAM.c.body_part,
+        _EXAM.c.recognised,
+        _FACILITY.c.name.label("facility_name"),
+        _REPORT.c.id.label("report_id"),
+        _REPORT.c.status.label("report_status"),
+        _REPORT.c.impression,
+    )
+    .join(_EXAM, _EXAM.c.id == _STUDY.c.exam_type_id)
+    .join(_FACILITY, _FACILITY.c.id == _STUDY.c.facility_id)
+    .outerjoin(_REPORT, _REPORT.c.study_id == _STUDY.c.id)
+    .where(
+        _STUDY.c.patient_id.in_(bindparam("patients", expanding=True)),
+        _STUDY.c.completed_at.is_not(None),
+    )
+)
+_REMOTE_REPORTS = select(_RESOURCES.c.logical_id, _RESOURCES.c.origin, _RESOURCES.c.body).where(
+    _RESOURCES.c.resource_type == "DiagnosticReport",
+    _RESOURCES.c.subject_id.in_(bindparam("subjects", expanding=True)),
+    _RESOURCES.c.origin != "",
+)
+
+
 def local_priors(connection: Connection, *, person: Person, zone: ZoneInfo) -> list[Prior]:
     """The hub's own studies of the person with their reports (complete studies only)."""
     if not person.patient_ids:
         return []
-    study, exam, facility, report = T["study"], T["exam_type"], T["facility"], T["report"]
-    rows = connection.execute(
-        select(
-            study.c.id,
-            study.c.study_instance_uid,
-            study.c.started_at,
-            study.c.received_at,
-            study.c.quality_rejected,
-            study.c.facility_id,
-            exam.c.code,
-            exam.c.modality,
-            exam.c.body_part,
-            exam.c.recognised,
-            facility.c.name.label("facility_name"),
-            report.c.id.label("report_id"),
-            report.c.status.label("report_status"),
-            report.c.impression,
-        )
-        .join(exam, exam.c.id == study.c.exam_type_id)
-        .join(facility, facility.c.id == study.c.facility_id)
-        .outerjoin(report, report.c.study_id == study.c.id)
-        .where(study.c.patient_id.in_(person.patient_ids), study.c.completed_at.is_not(None))
-    ).all()
+    rows = connection.execute(_LOCAL_PRIORS, {"patients": list(person.patient_ids)}).all()
+
     qc = T["qc_qualification"]
     periods: dict[int, list[tuple[date, date | None]]] = {}
     facilities = {row.facility_id for row in rows}
@@ -207,17 +215,10 @@ def remote_priors(
     """DiagnosticReports other nodes sent about the person, read through their HR tag."""
     if not person.fhir_ids:
         return []
-    resources = T["fhir_resource"]
     by_code = {exam.code: exam for exam in exams}
     by_loinc = {exam.loinc: exam for exam in exams if exam.loinc}
     priors = []
-    for row in connection.execute(
-        select(resources.c.logical_id, resources.c.origin, resources.c.body).where(
-            resources.c.resource_type == "DiagnosticReport",
-            resources.c.subject_id.in_(person.fhir_ids),
-            resources.c.origin != "",
-        )
-    ):
+    for row in connection.execute(_REMOTE_REPORTS, {"subjects": list(person.fhir_ids)}):
         report = json.loads(row.body)
         exam = None
         for coding in (report.get("code") or {}).get("coding") or []:
