@@ -491,6 +491,11 @@ def captured_sql(database: Database) -> dict[str, Any]:
 # --- the plain app (the bound), in its own process ----------------------------------------
 
 
+def _column(cursor: sqlite3.Cursor, name: str) -> int:
+    """Where a column is in the hub's captured SQL, which may gain columns over time."""
+    return [described[0] for described in cursor.description].index(name)
+
+
 def plain_app(spec: dict[str, Any]) -> Starlette:
     """Read and search answered straight from SQLite with the hub's SQL; a POST sink."""
     con = sqlite3.connect(spec["db"]) if spec.get("db") else None
@@ -509,17 +514,18 @@ def plain_app(spec: dict[str, Any]) -> Starlette:
         resource_type = request.path_params["resource_type"]
         if resource_type != "ImagingStudy":  # the captured SQL names this type
             return Response(status_code=404)
-        row = con.execute(
-            spec["read"]["sql"], bound("read", request.path_params["logical_id"])
-        ).fetchone()
+        cursor = con.execute(spec["read"]["sql"], bound("read", request.path_params["logical_id"]))
+        row = cursor.fetchone()
         if row is None:
             return Response(status_code=404)
-        return Response(row[-1], media_type=FHIR_JSON)
+        return Response(row[_column(cursor, "body")], media_type=FHIR_JSON)
 
     async def search_studies(request: Request) -> Response:
         assert con is not None
         patient = request.query_params["patient"]
-        rows = con.execute(spec["search"]["sql"], bound("search", patient)).fetchall()
+        cursor = con.execute(spec["search"]["sql"], bound("search", patient))
+        body_at = _column(cursor, "body")
+        rows = cursor.fetchall()
         page = rows[:20]
         head = json.dumps(
             {
@@ -531,7 +537,7 @@ def plain_app(spec: dict[str, Any]) -> Starlette:
             separators=(",", ":"),
         )
         entries = [
-            f'{{"fullUrl":{json.dumps(f"{base}/{row[1]}/{row[2]}")},"resource":{row[-1]},'
+            f'{{"fullUrl":{json.dumps(f"{base}/{row[1]}/{row[2]}")},"resource":{row[body_at]},'
             '"search":{"mode":"match"}}'
             for row in page
         ]
