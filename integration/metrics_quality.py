@@ -1,0 +1,350 @@
+"""Corrections and the national radiology QC indicators the data supports.
+
+* Correction rate: corrected ÷ finalised, over reports finalised in the window.
+  A report is *corrected* when the auditor's final differs from the last
+  preliminary (findings or impression, whitespace aside: the revisions tell),
+  or it was amended or corrected after final, or its ``corrected`` flag is set.
+* Critical result notified within 10 min: over critical results flagged in
+  the window; notified_at − flagged_at ≤ 10 min is met.
+* Report-writing compliance: over reports finalised in the window; see
+  :func:`writing_checks` for the checks.
+* Image quality: over graded QC events (a grade on audit, or the D of a
+  rejection) made in the window: artefact share, grade distribution, A rate.
+* Retake rate: studies with a retake request ÷ studies, over studies that
+  arrived in the window (the rejected study and its retake are both studies).
+* Positive rate of CT/MR: positive ÷ (positive + negative) over final CT and
+  MR reports finalised in the window; reports with no verdict are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from integration.metrics_common import (
+    Dimension,
+    Share,
+    aggregate,
+    aware_utc,
+    count,
+    deadline_summary,
+    flag,
+    group_columns,
+    ratio,
+    rows,
+    scoped,
+    share_of,
+)
+from integration.metrics_frames import Frames
+from integration.metrics_turnaround import emergency_reports, sla_compliance
+from models.enums import ImageGrade, ReportStatus
+
+CRITICAL_NOTIFY_MINUTES = 10
+SIGNED_STATUSES = (
+    ReportStatus.final.value,
+    ReportStatus.amended.value,
+    ReportStatus.corrected.value,
+)
+AMENDED_STATUSES = (ReportStatus.amended.value, ReportStatus.corrected.value)
+TEMPLATE_LEFTOVERS = ("XXX", "___", "【", "】", "{", "}", "待填写", "待补充")
+POSITIVE_RATE_MODALITIES = ("CT", "MR")
+
+
+def _normal_text(column: str) -> pl.Expr:
+    """Whitespace collapsed, as ``integration.reporting.is_correction`` compares texts."""
+    return pl.col(column).fill_null("").str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def revision_facts(revisions: pl.DataFrame) -> pl.DataFrame:
+    """Per report: did the first final differ from the preliminary before it; any amendment."""
+    texts = revisions.with_columns(
+        pl.concat_str(
+            [_normal_text("findings"), _normal_text("impression")], separator="\x1f"
+        ).alias("text")
+    )
+    first_final = (
+        texts.filter(pl.col("status") == ReportStatus.final.value)
+        .sort("report_id", "version")
+        .group_by("report_id", maintain_order=True)
+        .agg(pl.col("version").first().alias("final_version"), pl.col("text").first())
+        .rename({"text": "final_text"})
+    )
+    preliminary = (
+        texts.join(first_final, on="report_id", how="inner")
+        .filter(
+            (pl.col("status") == ReportStatus.preliminary.value)
+            & (pl.col("version") < pl.col("final_version"))
+        )
+        .sort("report_id", "version")
+        .group_by("report_id", maintain_order=True)
+        .agg(pl.col("text").last().alias("preliminary_text"))
+    )
+    amended = (
+        texts.filter(pl.col("status").is_in(AMENDED_STATUSES))
+        .select("report_id")
+        .unique()
+        .with_columns(pl.lit(True).alias("amended_in_revisions"))
+    )
+    return (
+        texts.select("report_id")
+        .unique()
+        .join(first_final, on="report_id", how="left")
+        .join(preliminary, on="report_id", how="left")
+        .join(amended, on="report_id", how="left")
+        .select(
+            "report_id",
+            (pl.col("final_text") != pl.col("preliminary_text"))
+            .fill_null(False)
+            .alias("changed_in_revisions"),
+            flag("amended_in_revisions").alias("amended_in_revisions"),
+            pl.lit(True).alias("has_revisions"),
+        )
+    )
+
+
+def finalised_reports(frames: Frames) -> pl.DataFrame:
+    """Reports finalised in the window (keys by finalisation time) with correction facts."""
+    reports = scoped(frames, frames.studies, "finalised_at").filter(
+        pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
+    )
+    facts = revision_facts(frames.revisions)
+    amended = (
+        flag("amended_in_revisions")
+        | pl.col("amended_at").is_not_null()
+        | pl.col("report_status").is_in(AMENDED_STATUSES)
+    )
+    changed = flag("changed_in_revisions") | (
+        ~flag("has_revisions") & flag("corrected") & ~pl.col("amended")
+    )
+    return (
+        reports.join(facts, on="report_id", how="left")
+        .with_columns(amended.alias("amended"))
+        .with_columns(changed.alias("changed_at_audit"))
+        .with_columns(
+            (flag("corrected") | pl.col("amended") | pl.col("changed_at_audit")).alias(
+                "is_corrected"
+            )
+        )
+    )
+
+
+def corrections(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
+    """finalised, corrected (changed_at_audit, amended) and correction_rate per group.
+
+    "radiologist" is the preliminary's author; month is the month of sign-off.
+    """
+    reports = finalised_reports(frames)
+    keys = group_columns(reports, by, metric="correction rate")
+    summary = aggregate(
+        reports,
+        keys,
+        [
+            rows("finalised"),
+            count(pl.col("is_corrected"), "corrected"),
+            count(pl.col("changed_at_audit"), "changed_at_audit"),
+            count(pl.col("amended"), "amended"),
+        ],
+    )
+    return summary.with_columns(ratio("corrected", "finalised").alias("correction_rate"))
+
+
+def critical_notifications(
+    frames: Frames,
+    *,
+    now: datetime,
+    by: Sequence[Dimension] = (),
+    within_minutes: int = CRITICAL_NOTIFY_MINUTES,
+) -> pl.DataFrame:
+    """Critical results notified within 10 min of flagging: total, met, missed, pending, rate.
+
+    Also ``median_notify_minutes`` over those notified by ``now``.
+    """
+    now = aware_utc(now)
+    limit = timedelta(minutes=within_minutes)
+    flagged = scoped(frames, frames.critical_results, "flagged_at")
+    due = pl.col("flagged_at") + limit
+    notified = pl.col("notified_at").is_not_null() & (pl.col("notified_at") <= now)
+    judged = flagged.with_columns(
+        pl.when(notified & (pl.col("notified_at") <= due))
+        .then(pl.lit("met"))
+        .when(notified | (due < now))
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+        .alias("status"),
+        pl.when(notified)
+        .then((pl.col("notified_at") - pl.col("flagged_at")).dt.total_seconds(fractional=True))
+        .otherwise(None)
+        .truediv(60.0)
+        .alias("notify_minutes"),
+    )
+    keys = group_columns(judged, by, metric="critical result notification")
+    summary = deadline_summary(judged, keys, "status")
+    medians = aggregate(
+        judged, keys, [pl.col("notify_minutes").median().alias("median_notify_minutes")]
+    )
+    if keys:
+        return summary.join(medians, on=keys, how="left", nulls_equal=True)
+    return pl.concat([summary, medians], how="horizontal")
+
+
+def writing_checks(
+    frames: Frames, *, leftovers: Sequence[str] = TEMPLATE_LEFTOVERS
+) -> pl.DataFrame:
+    """Report-writing checks per report finalised in the window (the report as it stands):
+
+    * ``signed``: an auditor signed it (``auditor_id`` set);
+    * ``impression_present``: the impression (诊断意见) is not blank;
+    * ``impression_differs``: the impression is not the findings copied over
+      (compared with whitespace collapsed);
+    * ``no_leftovers``: neither text holds a template leftover such as "XXX",
+      "___", "【", "{" or "待填写" (ASCII letters compared case-insensitively).
+
+    ``compliant`` is all four.
+    """
+    reports = finalised_reports(frames)
+    markers = list(leftovers)
+    if markers:
+        leftover = pl.col("findings").fill_null("").str.contains_any(
+            markers, ascii_case_insensitive=True
+        ) | pl.col("impression").fill_null("").str.contains_any(
+            markers, ascii_case_insensitive=True
+        )
+    else:
+        leftover = pl.lit(False)
+    return reports.with_columns(
+        pl.col("auditor_id").is_not_null().alias("signed"),
+        (_normal_text("impression") != "").alias("impression_present"),
+        (_normal_text("impression") != _normal_text("findings")).alias("impression_differs"),
+        (~leftover).alias("no_leftovers"),
+    ).with_columns(
+        (
+            pl.col("signed")
+            & pl.col("impression_present")
+            & pl.col("impression_differs")
+            & pl.col("no_leftovers")
+        ).alias("compliant")
+    )
+
+
+def writing_compliance(
+    frames: Frames,
+    *,
+    by: Sequence[Dimension] = (),
+    leftovers: Sequence[str] = TEMPLATE_LEFTOVERS,
+) -> pl.DataFrame:
+    """How many finalised reports pass each writing check, and compliance_rate (all pass)."""
+    checked = writing_checks(frames, leftovers=leftovers)
+    keys = group_columns(checked, by, metric="report-writing compliance")
+    summary = aggregate(
+        checked,
+        keys,
+        [
+            rows("reports"),
+            count(pl.col("signed"), "signed"),
+            count(pl.col("impression_present"), "impression_present"),
+            count(pl.col("impression_differs"), "impression_differs"),
+            count(pl.col("no_leftovers"), "no_leftovers"),
+            count(pl.col("compliant"), "compliant"),
+        ],
+    )
+    return summary.with_columns(ratio("compliant", "reports").alias("compliance_rate"))
+
+
+def image_quality(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
+    """Over graded QC events in the window: artefacts and artefact_rate, grades A-D, a_rate."""
+    graded = scoped(frames, frames.qc_events, "created_at").filter(pl.col("grade").is_not_null())
+    keys = group_columns(graded, by, metric="image quality")
+    summary = aggregate(
+        graded,
+        keys,
+        [
+            rows("graded"),
+            count(pl.col("artefact"), "artefacts"),
+            *(count(pl.col("grade") == g.value, f"grade_{g.value.lower()}") for g in ImageGrade),
+        ],
+    )
+    return summary.with_columns(
+        ratio("artefacts", "graded").alias("artefact_rate"),
+        ratio("grade_a", "graded").alias("a_rate"),
+    )
+
+
+def retake_rate(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
+    """Studies with a retake request ÷ studies that arrived in the window, per group.
+
+    The technologist of a study is the one named on its QC events (the only
+    place the data model records one); "" when the study has not been judged.
+    """
+    studies = scoped(frames, frames.studies, "completed_at")
+    events = frames.qc_events.sort("study_id", "created_at", "qc_event_id")
+    per_study = events.group_by("study_id", maintain_order=True).agg(
+        pl.col("retake_requested").fill_null(False).any().alias("retake_event"),
+        pl.col("technologist").filter(pl.col("technologist").fill_null("") != "").first(),
+    )
+    judged = studies.join(per_study, on="study_id", how="left").with_columns(
+        (flag("quality_rejected") | flag("retake_event")).alias("retake"),
+        pl.col("technologist").fill_null(""),
+    )
+    keys = group_columns(judged, by, metric="retake rate")
+    summary = aggregate(judged, keys, [rows("studies"), count(pl.col("retake"), "retakes")])
+    return summary.with_columns(ratio("retakes", "studies").alias("retake_rate"))
+
+
+def positive_rate(
+    frames: Frames,
+    *,
+    by: Sequence[Dimension] = (),
+    modalities: Sequence[str] = POSITIVE_RATE_MODALITIES,
+) -> pl.DataFrame:
+    """Positive ÷ (positive + negative) over finalised CT/MR reports; ``unrecorded`` apart."""
+    reports = finalised_reports(frames).filter(pl.col("modality").is_in(list(modalities)))
+    keys = group_columns(reports, by, metric="positive rate")
+    summary = aggregate(
+        reports,
+        keys,
+        [
+            rows("reports"),
+            count(pl.col("positive"), "positive"),
+            count(~pl.col("positive"), "negative"),
+            count(pl.col("positive").is_null(), "unrecorded"),
+        ],
+    )
+    return summary.with_columns(
+        (pl.col("positive") + pl.col("negative")).alias("recorded")
+    ).with_columns(ratio("positive", "recorded").alias("positive_rate"))
+
+
+@dataclass(frozen=True)
+class QcIndicators:
+    """The bureau's headline QC figures for one window, each with its counts."""
+
+    emergency_report_within_2h: Share
+    critical_notified_within_10min: Share
+    report_writing_compliance: Share
+    image_artefact_rate: Share
+    a_grade_rate: Share
+    sla_compliance: Share
+    correction_rate: Share
+    retake_rate: Share
+    positive_rate_ct_mr: Share
+
+
+def qc_indicators(frames: Frames, *, now: datetime) -> QcIndicators:
+    """All headline indicators at once (deadline shares leave pending cases out)."""
+    quality = image_quality(frames)
+    return QcIndicators(
+        emergency_report_within_2h=share_of(emergency_reports(frames, now=now), "met", "decided"),
+        critical_notified_within_10min=share_of(
+            critical_notifications(frames, now=now), "met", "decided"
+        ),
+        report_writing_compliance=share_of(writing_compliance(frames), "compliant", "reports"),
+        image_artefact_rate=share_of(quality, "artefacts", "graded"),
+        a_grade_rate=share_of(quality, "grade_a", "graded"),
+        sla_compliance=share_of(sla_compliance(frames, now=now), "met", "decided"),
+        correction_rate=share_of(corrections(frames), "corrected", "finalised"),
+        retake_rate=share_of(retake_rate(frames), "retakes", "studies"),
+        positive_rate_ct_mr=share_of(positive_rate(frames), "positive", "recorded"),
+    )

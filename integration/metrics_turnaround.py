@@ -1,0 +1,247 @@
+"""Turnaround, SLA compliance, the overdue list and the 2-hour emergency report indicator.
+
+The clock starts when the study is complete at the hub (``study.completed_at``,
+"arrival"). The population is every complete study of the region that arrived
+in the window, minus studies rejected for image quality (their retake is a new
+study with its own clock) and studies whose report was cancelled.
+
+SLA (the region's rule, limits inclusive):
+
+* routine: preliminary at most 30 min after arrival AND final at most 30 min
+  after the preliminary;
+* emergency: final at most 30 min after arrival.
+
+A step counts as done when its time is at or before ``now``. A study is
+*met*, *missed* (a limit passed without the step, or the step came late) or
+*pending* (a limit still ahead of ``now``); compliance is met ÷ (met + missed).
+No out-of-hours exemption is applied: the data model has no calendar for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from integration.metrics_common import (
+    Dimension,
+    aggregate,
+    aware_utc,
+    deadline_summary,
+    group_columns,
+    minutes,
+    rows,
+    scoped,
+)
+from integration.metrics_frames import Frames
+from models.enums import Priority, ReportStatus
+
+SLA_MINUTES = 30
+EMERGENCY_REPORT_MINUTES = 120  # national QC indicator: emergency report within 2 h
+TURNAROUND_STEPS = (
+    ("arrival_to_preliminary", "completed_at", "preliminary_at"),
+    ("preliminary_to_final", "preliminary_at", "finalised_at"),
+    ("arrival_to_final", "completed_at", "finalised_at"),
+    ("final_to_delivered", "finalised_at", "delivered_at"),
+)
+
+
+def reading_population(frames: Frames) -> pl.DataFrame:
+    """Studies on the clock: arrived in the window, not quality-rejected, report not cancelled.
+
+    Adds ``delivered_at``: when the ORU^R01 of the final version reached the clinic.
+    """
+    studies = scoped(frames, frames.studies, "completed_at").filter(
+        ~pl.col("quality_rejected").fill_null(False)
+        & (pl.col("report_status").fill_null("") != ReportStatus.cancelled.value)
+    )
+    return studies.join(_final_deliveries(frames), on="report_id", how="left")
+
+
+def _final_deliveries(frames: Frames) -> pl.DataFrame:
+    """The first ORU row queued at or after sign-off: the final version's delivery."""
+    finals = frames.studies.select("report_id", "finalised_at").filter(
+        pl.col("report_id").is_not_null() & pl.col("finalised_at").is_not_null()
+    )
+    return (
+        frames.deliveries.join(finals, on="report_id", how="inner")
+        .filter(pl.col("created_at") >= pl.col("finalised_at"))
+        .sort("report_id", "created_at", "outbox_id")
+        .group_by("report_id", maintain_order=True)
+        .agg(pl.col("delivered_at").first())
+    )
+
+
+def turnaround(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
+    """Median, p90 and p95 minutes of each step, per group (keys by arrival time).
+
+    Steps: arrival_to_preliminary, preliminary_to_final, arrival_to_final,
+    final_to_delivered (ORU^R01 delivered to the clinic). Percentiles are
+    linearly interpolated (numpy's default). A step counts only where both of
+    its times exist; a group without any for a step has no row for it, except
+    with no breakdown, where every step has a row (count 0, nulls).
+    """
+    population = reading_population(frames)
+    keys = group_columns(population, by, metric="turnaround")
+    parts = []
+    for step, begin, finish in TURNAROUND_STEPS:
+        timed = population.with_columns(minutes(begin, finish).alias("minutes")).filter(
+            pl.col("minutes").is_not_null()
+        )
+        summary = aggregate(
+            timed,
+            keys,
+            [
+                rows("count"),
+                pl.col("minutes").median().alias("median_minutes"),
+                pl.col("minutes").quantile(0.90, "linear").alias("p90_minutes"),
+                pl.col("minutes").quantile(0.95, "linear").alias("p95_minutes"),
+            ],
+        )
+        parts.append(summary.with_columns(pl.lit(step).alias("step")))
+    columns = [*keys, "step", "count", "median_minutes", "p90_minutes", "p95_minutes"]
+    return pl.concat([part.select(columns) for part in parts], how="vertical")
+
+
+def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
+    """One row per study on the clock: its SLA deadlines and met / missed / pending."""
+    now = aware_utc(now)
+    population = reading_population(frames)
+    limit = timedelta(minutes=SLA_MINUTES)
+    arrival = pl.col("completed_at")
+    prelim_done = pl.col("preliminary_at").is_not_null() & (pl.col("preliminary_at") <= now)
+    final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
+    emergency = pl.col("priority").fill_null("") == Priority.emergency.value
+
+    preliminary_due = pl.when(~emergency).then(arrival + limit)
+    final_due = (
+        pl.when(emergency)
+        .then(arrival + limit)
+        .otherwise(pl.when(prelim_done).then(pl.col("preliminary_at") + limit))
+    )
+    prelim_state = (
+        pl.when(prelim_done)
+        .then(pl.col("preliminary_at") <= pl.col("preliminary_due_at"))
+        .when(now <= pl.col("preliminary_due_at"))
+        .then(None)
+        .otherwise(False)
+    )
+    final_state = (
+        pl.when(pl.col("final_due_at").is_null())
+        .then(None)  # routine, preliminary not yet written: the audit limit is unknown
+        .when(final_done)
+        .then(pl.col("finalised_at") <= pl.col("final_due_at"))
+        .when(now <= pl.col("final_due_at"))
+        .then(None)
+        .otherwise(False)
+    )
+    routine_status = (
+        pl.when(
+            (~pl.col("preliminary_ok")).fill_null(False) | (~pl.col("final_ok")).fill_null(False)
+        )
+        .then(pl.lit("missed"))
+        .when(pl.col("preliminary_ok") & pl.col("final_ok"))
+        .then(pl.lit("met"))
+        .otherwise(pl.lit("pending"))
+    )
+    emergency_status = (
+        pl.when(pl.col("final_ok").is_null())
+        .then(pl.lit("pending"))
+        .when(pl.col("final_ok"))
+        .then(pl.lit("met"))
+        .otherwise(pl.lit("missed"))
+    )
+    return (
+        population.with_columns(
+            emergency.alias("emergency"),
+            preliminary_due.alias("preliminary_due_at"),
+            final_due.alias("final_due_at"),
+            prelim_done.alias("preliminary_done"),
+            final_done.alias("final_done"),
+        )
+        .with_columns(prelim_state.alias("preliminary_ok"), final_state.alias("final_ok"))
+        .with_columns(
+            pl.when(pl.col("emergency"))
+            .then(emergency_status)
+            .otherwise(routine_status)
+            .alias("sla_status")
+        )
+    )
+
+
+def sla_compliance(frames: Frames, *, now: datetime, by: Sequence[Dimension] = ()) -> pl.DataFrame:
+    """SLA compliance per group: total, met, missed, pending, decided, rate (null if none)."""
+    outcomes = sla_outcomes(frames, now=now)
+    keys = group_columns(outcomes, by, metric="SLA compliance")
+    return deadline_summary(outcomes, keys, "sla_status")
+
+
+def overdue(frames: Frames, *, now: datetime) -> pl.DataFrame:
+    """Studies past an SLA limit at ``now`` with the step still not done, most overdue first.
+
+    ``step`` is the missing step (preliminary or final) and ``due_at`` its limit.
+    A step done late is not overdue: it shows in compliance, not here.
+    """
+    now = aware_utc(now)
+    outcomes = sla_outcomes(frames, now=now)
+    waiting_preliminary = outcomes.filter(
+        ~pl.col("emergency") & ~pl.col("preliminary_done") & (pl.col("preliminary_due_at") < now)
+    ).with_columns(
+        pl.lit("preliminary").alias("step"), pl.col("preliminary_due_at").alias("due_at")
+    )
+    waiting_final = outcomes.filter(
+        pl.col("final_due_at").is_not_null()
+        & ~pl.col("final_done")
+        & (pl.col("final_due_at") < now)
+    ).with_columns(pl.lit("final").alias("step"), pl.col("final_due_at").alias("due_at"))
+    columns = [
+        "study_id",
+        "accession_number",
+        "reading_centre_id",
+        "clinic_id",
+        "modality",
+        "exam_type_id",
+        "priority",
+        "report_id",
+        "author_id",
+        "completed_at",
+        "preliminary_at",
+        "step",
+        "due_at",
+    ]
+    late = pl.concat(
+        [waiting_preliminary.select(columns), waiting_final.select(columns)], how="vertical"
+    )
+    return late.with_columns(
+        ((pl.lit(now) - pl.col("due_at")).dt.total_seconds(fractional=True) / 60.0).alias(
+            "overdue_minutes"
+        )
+    ).sort(["due_at", "study_id"])
+
+
+def emergency_reports(
+    frames: Frames,
+    *,
+    now: datetime,
+    by: Sequence[Dimension] = (),
+    within_minutes: int = EMERGENCY_REPORT_MINUTES,
+) -> pl.DataFrame:
+    """Emergency studies finalised within 2 h of arrival: total, met, missed, pending, rate."""
+    now = aware_utc(now)
+    limit = timedelta(minutes=within_minutes)
+    emergencies = reading_population(frames).filter(
+        pl.col("priority").fill_null("") == Priority.emergency.value
+    )
+    due = pl.col("completed_at") + limit
+    final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
+    judged = emergencies.with_columns(
+        pl.when(final_done & (pl.col("finalised_at") <= due))
+        .then(pl.lit("met"))
+        .when(final_done | (due < now))
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+        .alias("status")
+    )
+    keys = group_columns(judged, by, metric="emergency reports")
+    return deadline_summary(judged, keys, "status")
