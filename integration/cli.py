@@ -334,6 +334,34 @@ def _cmd_recognition_sample(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+def _cmd_report_settlement(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from integration.settlement_export import build, parse_period, to_csv, to_pdf, write_xlsx
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    period = parse_period(args.period)
+    with database.engine.connect() as connection:
+        export = build(connection, period=period, settings=settings, hospital=args.hospital)
+    suffix = f"-{args.hospital}" if args.hospital else ""
+    output = args.output or Path(f"settlement-{period.label}{suffix}.{args.format}")
+    if args.format == "csv":
+        output.write_text(to_csv(export), encoding="utf-8-sig")  # Excel opens it as UTF-8
+    elif args.format == "xlsx":
+        write_xlsx(export, output)
+    else:
+        output.write_bytes(to_pdf(export, issued=datetime.now(settings.zone).date()))
+    statement = export.statement
+    print(
+        f"{period.label}: {len(export.hospitals)} reading hospitals, {statement.reports} reports, "
+        f"{statement.body_parts} body parts, {statement.amount_fen / 100:.2f} yuan "
+        f"(clinics {statement.clinic_fen / 100:.2f}, bureau {statement.bureau_fen / 100:.2f}) "
+        f"-> {output}"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -437,6 +465,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--month", required=True, help="YYYY-MM, a month that has ended")
     sample.set_defaults(handler=_cmd_recognition_sample)
+
+    report = commands.add_parser("report", help="reports for the health bureau").add_subparsers(
+        dest="report", required=True
+    )
+    statement = report.add_parser(
+        "settlement", help="reading fees of a half-year per reading hospital and clinic"
+    )
+    statement.add_argument("--period", required=True, help="half-year, e.g. 2026H1")
+    statement.add_argument("--hospital", help="a reading hospital's facility code (default: all)")
+    statement.add_argument("--format", choices=("csv", "xlsx", "pdf"), default="pdf")
+    statement.add_argument("--output", type=Path, help="file to write (default: in this folder)")
+    statement.set_defaults(handler=_cmd_report_settlement)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True
