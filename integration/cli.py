@@ -362,6 +362,21 @@ def _cmd_report_settlement(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report_kpi(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.kpi import monthly_report, to_csv, to_text
+
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.connect() as connection:
+        report = monthly_report(
+            connection, month=args.month, settings=settings, now=datetime.now(UTC)
+        )
+    print(to_csv(report) if args.format == "csv" else to_text(report), end="")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -477,6 +492,10 @@ def _parser() -> argparse.ArgumentParser:
     statement.add_argument("--format", choices=("csv", "xlsx", "pdf"), default="pdf")
     statement.add_argument("--output", type=Path, help="file to write (default: in this folder)")
     statement.set_defaults(handler=_cmd_report_settlement)
+    kpi = report.add_parser("kpi", help="a month's key figures beside the month before")
+    kpi.add_argument("--month", required=True, help="YYYY-MM")
+    kpi.add_argument("--format", choices=("text", "csv"), default="text")
+    kpi.set_defaults(handler=_cmd_report_kpi)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True
