@@ -22,18 +22,19 @@ def full_url(resource_type: str, resource_id: str) -> str:
     return f"urn:uuid:{uuid.uuid5(FULL_URL_NAMESPACE, f'{resource_type}/{resource_id}')}"
 
 
-def _rewrite_references(node: Any, targets: Mapping[str, str]) -> Any:
+def rewrite_references(node: Any, targets: Mapping[str, str]) -> Any:
+    """A copy of resource JSON with every ``reference`` found in ``targets`` replaced."""
     if isinstance(node, dict):
         return {
             key: (
                 targets.get(value, value)
                 if key == "reference" and isinstance(value, str)
-                else _rewrite_references(value, targets)
+                else rewrite_references(value, targets)
             )
             for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_rewrite_references(item, targets) for item in node]
+        return [rewrite_references(item, targets) for item in node]
     return node
 
 
@@ -58,7 +59,7 @@ def transaction_bundle(resources: Sequence[Resource]) -> Bundle:
         keyed.append((key, resource))
     entries = []
     for key, resource in keyed:
-        data = _rewrite_references(json.loads(resource.model_dump_json()), targets)
+        data = rewrite_references(json.loads(resource.model_dump_json()), targets)
         data.pop("id", None)
         entries.append(
             BundleEntry(

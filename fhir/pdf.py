@@ -45,7 +45,8 @@ FONT = "STSong-Light"
 MARGIN = 18 * mm
 
 
-def _font() -> str:
+def cjk_font() -> str:
+    """Reportlab's built-in Chinese CID font, registered once: viewers supply the glyphs."""
     if FONT not in pdfmetrics.getRegisteredFontNames():
         pdfmetrics.registerFont(UnicodeCIDFont(FONT))
     return FONT
@@ -109,7 +110,7 @@ def report_pdf(
     Long findings wrap (CJK line breaking) and continue on the next page; every
     page carries the reading centre and its page number. Times are Asia/Shanghai.
     """
-    font = _font()
+    font = cjk_font()
     styles = _styles(font)
     buffer = io.BytesIO()
     document = SimpleDocTemplate(

@@ -15,11 +15,17 @@ from integration.settings import Settings, load_settings
 from models.errors import HurenError
 
 
-def _cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+def _upgraded(settings: Settings) -> Database:
+    """The database, migrated to the newest schema first, as every working command wants it."""
     database = Database.from_settings(settings)
     database.upgrade()
+    return database
+
+
+def _cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     from models.migrate import current_revision
 
+    database = _upgraded(settings)
     print(f"database at revision {current_revision(database.engine)}")
     database.dispose()
     return 0
@@ -45,8 +51,7 @@ def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
 def _cmd_catalogue_sync(settings: Settings, args: argparse.Namespace) -> int:
     from models.catalogue import load_catalogue, sync_catalogue
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     entries = load_catalogue(args.file or settings.exam_catalogue)
     with database.session() as session:
         changed = sync_catalogue(session, entries=entries)
@@ -57,8 +62,7 @@ def _cmd_catalogue_sync(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
     from integration.demo.seed import DemoOptions, seed_demo_region
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     if not database.is_empty():
         if args.if_empty:
             print("database already holds a region; demo seed skipped")
@@ -96,8 +100,7 @@ def _cmd_hl7_replay(settings: Settings, args: argparse.Namespace) -> int:
     from integration.directory import Directory
     from integration.intake import Intake
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     intake = Intake(database=database, directory=Directory(database.engine), settings=settings)
     results = intake.replay(ids=args.id or None)
     for result in results:
@@ -111,8 +114,7 @@ def _cmd_hl7_replay(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_outbox_status(settings: Settings, _args: argparse.Namespace) -> int:
     from integration.outbox import counts
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.connect() as connection:
         summary = counts(connection)
     if not summary:
@@ -135,8 +137,7 @@ def _cmd_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.outbox import retry_dead
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.begin() as connection:
         revived = retry_dead(connection, now=datetime.now(UTC), ids=args.id or None)
     print(f"{revived} dead-lettered messages queued again")
@@ -153,8 +154,7 @@ def _cmd_dicom_import(settings: Settings, args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"huren: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     directory = Directory(database.engine)
     archive = Archive(
         database=database,
@@ -185,8 +185,7 @@ def _cmd_dicom_import(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_dicom_unmatched(settings: Settings, _args: argparse.Namespace) -> int:
     from integration.reconcile import unmatched
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.connect() as connection:
         rows = unmatched(connection)
     for row in rows:
@@ -204,8 +203,7 @@ def _cmd_dicom_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.reconcile import reconcile_manually
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     from sqlalchemy import select
 
     from integration.fhir_publish import publish_study
@@ -235,8 +233,7 @@ def _cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.api_clients import create_client
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.begin() as connection:
         token = create_client(
             connection, name=args.client, scopes=args.scope, now=datetime.now(UTC)
@@ -249,8 +246,7 @@ def _cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_token_list(settings: Settings, _args: argparse.Namespace) -> int:
     from integration.api_clients import list_clients
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.connect() as connection:
         clients = list_clients(connection)
     for name, scopes, created, revoked in clients:
@@ -264,8 +260,7 @@ def _cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.api_clients import revoke_client
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.begin() as connection:
         revoke_client(connection, name=args.client, now=datetime.now(UTC))
     print(f"{args.client}: revoked")
@@ -277,8 +272,7 @@ def _cmd_fhir_publish(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.fhir_publish import publish_since
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     counts = publish_since(
         database, settings=settings, days=args.days, now=datetime.now(UTC), quiet=args.quiet
     )
@@ -291,8 +285,7 @@ def _cmd_recognition_avoidable(settings: Settings, args: argparse.Namespace) -> 
 
     from integration.avoidable import avoidable_exams, record, total_fee_fen
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     today = datetime.now(settings.zone).date()
     first = args.since or today - timedelta(days=30)
     last = args.until or today
@@ -321,8 +314,7 @@ def _cmd_recognition_sample(settings: Settings, args: argparse.Namespace) -> int
 
     from integration.refusal_audit import draw_month, sample_report
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.begin() as connection:
         chosen = draw_month(connection, month=args.month, zone=settings.zone, now=datetime.now(UTC))
         report = sample_report(connection, month=args.month, zone=settings.zone)
@@ -339,8 +331,7 @@ def _cmd_report_settlement(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.settlement_export import build, parse_period, to_csv, to_pdf, write_xlsx
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     period = parse_period(args.period)
     with database.engine.connect() as connection:
         export = build(connection, period=period, settings=settings, hospital=args.hospital)
@@ -367,8 +358,7 @@ def _cmd_report_kpi(settings: Settings, args: argparse.Namespace) -> int:
 
     from integration.kpi import monthly_report, to_csv, to_text
 
-    database = Database.from_settings(settings)
-    database.upgrade()
+    database = _upgraded(settings)
     with database.engine.connect() as connection:
         report = monthly_report(
             connection, month=args.month, settings=settings, now=datetime.now(UTC)

@@ -23,6 +23,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, select
 
+from fhir.bundle import rewrite_references
 from fhir.identifiers import RESIDENT_ID_SYSTEM
 from fhir.search import SUPPORTED_TYPES, split_search_value, unescape_search_value
 from integration.fhir_publish import publish_local_patient
@@ -209,19 +210,6 @@ def _resolve(
         entry.logical_id, entry.minted = str(uuid.uuid4()), True
 
 
-def _rewrite(node: Any, targets: Mapping[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: targets.get(value, value)
-            if key == "reference" and isinstance(value, str)
-            else _rewrite(value, targets)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_rewrite(item, targets) for item in node]
-    return node
-
-
 def accept_transaction(
     connection: Connection,
     raw: Mapping[str, Any],
@@ -257,7 +245,7 @@ def accept_transaction(
                 raise LookupError(f"{entry.resource_type}/{entry.logical_id} vanished")
             status = "200 OK"
         else:
-            resource = _rewrite(entry.resource, targets)
+            resource = rewrite_references(entry.resource, targets)
             stored, outcome = put_resource(
                 connection,
                 resource=resource,

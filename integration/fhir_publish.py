@@ -103,6 +103,29 @@ def _queue(
     )
 
 
+def _keep(
+    connection: Connection,
+    resources: list[Resource],
+    *,
+    settings: Settings,
+    now: datetime,
+    subject: tuple[str, int],
+) -> StoredResource:
+    """Store the resources (the last is the one published) and queue them if it changed."""
+    primary, outcome = _store(connection, resources, now=now)[-1]
+    if outcome != "unchanged":
+        _queue(
+            connection,
+            resources=resources,
+            primary=primary,
+            settings=settings,
+            now=now,
+            subject_type=subject[0],
+            subject_id=subject[1],
+        )
+    return primary
+
+
 def qc_qualified(session: Session, *, facility_id: int, on: date) -> bool:
     """Whether the facility held imaging QC qualification on ``on``."""
     period = session.exec(
@@ -176,19 +199,9 @@ def publish_study(
     except Exception:  # a mapping fault must not hold up the study; publish again later
         log.exception("study %d: FHIR resources not made; run huren fhir publish", study_id)
         return None
-    stored = _store(connection, resources, now=now)
-    primary, outcome = stored[-1]
-    if outcome != "unchanged":
-        _queue(
-            connection,
-            resources=resources,
-            primary=primary,
-            settings=settings,
-            now=now,
-            subject_type="ImagingStudy",
-            subject_id=study_id,
-        )
-    return primary
+    return _keep(
+        connection, resources, settings=settings, now=now, subject=("ImagingStudy", study_id)
+    )
 
 
 def publish_report(
@@ -208,19 +221,9 @@ def publish_report(
     except Exception:  # a mapping fault must not undo the signing; publish again later
         log.exception("report %d: FHIR resources not made; run huren fhir publish", report_id)
         return None
-    stored = _store(connection, resources, now=now)
-    primary, outcome = stored[-1]
-    if outcome != "unchanged":
-        _queue(
-            connection,
-            resources=resources,
-            primary=primary,
-            settings=settings,
-            now=now,
-            subject_type="DiagnosticReport",
-            subject_id=report_id,
-        )
-    return primary
+    return _keep(
+        connection, resources, settings=settings, now=now, subject=("DiagnosticReport", report_id)
+    )
 
 
 def _report_resources(
@@ -312,11 +315,13 @@ def publish_since(
     with progress_bar("FHIR", len(rows), enabled=not quiet) as advance:
         for row in rows:
             with database.engine.begin() as connection:
+                # A report's bundle holds its ImagingStudy too: map the study once.
                 if row.report_id is not None and publish_report(
                     connection, report_id=row.report_id, settings=settings, now=now
                 ):
                     reports += 1
-                if publish_study(connection, study_id=row.id, settings=settings, now=now):
+                    studies += 1
+                elif publish_study(connection, study_id=row.id, settings=settings, now=now):
                     studies += 1
             advance(1)
     return studies, reports

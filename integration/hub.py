@@ -8,7 +8,8 @@ import hashlib
 import logging
 import signal
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 import httpx
 import uvicorn
@@ -82,6 +83,22 @@ async def _start_http(
     return http, task
 
 
+def _in_background(
+    stack: contextlib.AsyncExitStack,
+    name: str,
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> None:
+    """Start a worker loop now; at shutdown, tell it to stop and wait for it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop), name=name)
+
+    async def finish() -> None:
+        stop.set()
+        await task
+
+    stack.push_async_callback(finish)
+
+
 def stable_worker_id(settings: Settings) -> str:
     """The same outbox worker id across restarts of this hub, so it takes back its own leases."""
     place = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
@@ -110,7 +127,6 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         for signum in (signal.SIGTERM, signal.SIGINT):
             stack.callback(loop.remove_signal_handler, signum)
 
-        worker_stop = asyncio.Event()
         upstream = httpx.AsyncClient()
         stack.push_async_callback(upstream.aclose)
         worker = OutboxWorker(
@@ -124,13 +140,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 ),
             },
         )
-        worker_task = asyncio.create_task(worker.run(worker_stop), name="outbox")
-
-        async def stop_worker() -> None:
-            worker_stop.set()
-            await worker_task
-
-        stack.push_async_callback(stop_worker)
+        _in_background(stack, "outbox", worker.run)
 
         directory = Directory(database.engine)
         intake = Intake(database=database, directory=directory, settings=settings)
@@ -151,24 +161,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         archive = Archive(database=database, settings=settings, directory=directory, files=files)
         archive.start()
         stack.callback(archive.stop)
-        stabiliser = Stabiliser(database=database, settings=settings)
-        stabiliser_stop = asyncio.Event()
-        stabiliser_task = asyncio.create_task(stabiliser.run(stabiliser_stop), name="stabiliser")
-
-        async def stop_stabiliser() -> None:
-            stabiliser_stop.set()
-            await stabiliser_task
-
-        stack.push_async_callback(stop_stabiliser)
-        nightly = NightlyCheck(database=database, zone=settings.zone)
-        nightly_stop = asyncio.Event()
-        nightly_task = asyncio.create_task(nightly.run(nightly_stop), name="recognition-check")
-
-        async def stop_nightly() -> None:
-            nightly_stop.set()
-            await nightly_task
-
-        stack.push_async_callback(stop_nightly)
+        _in_background(stack, "stabiliser", Stabiliser(database=database, settings=settings).run)
+        _in_background(
+            stack, "recognition-check", NightlyCheck(database=database, zone=settings.zone).run
+        )
         dicom = DicomServer(
             ae_title=settings.dicom_aet,
             host=settings.bind,

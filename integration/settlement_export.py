@@ -22,11 +22,10 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy import Connection, select
 
+from fhir.pdf import cjk_font
 from integration.metrics_frames import Filters, load_frames, local_days
 from integration.metrics_settlement import SettlementStatement, settlement
 from integration.settings import Settings
@@ -35,7 +34,6 @@ from models.errors import NotFound, ValidationError
 
 FACILITY = metadata.tables["facility"]
 _PERIOD = re.compile(r"(\d{4})H([12])")
-FONT = "STSong-Light"
 COLUMNS = ("reports", "body_parts", "amount_fen", "clinic_fen", "bureau_fen")
 
 
@@ -189,10 +187,9 @@ def write_xlsx(export: SettlementExport, path: Path) -> None:
 
 def to_pdf(export: SettlementExport, *, issued: date) -> bytes:
     """One A4 statement per hospital: its clinics, totals, and where each party signs."""
-    if FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(FONT))
-    title = ParagraphStyle("title", fontName=FONT, fontSize=16, leading=22, alignment=1)
-    body = ParagraphStyle("body", fontName=FONT, fontSize=10, leading=15)
+    font = cjk_font()
+    title = ParagraphStyle("title", fontName=font, fontSize=16, leading=22, alignment=1)
+    body = ParagraphStyle("body", fontName=font, fontSize=10, leading=15)
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
         buffer,
@@ -236,7 +233,7 @@ def to_pdf(export: SettlementExport, *, issued: date) -> bytes:
         table.setStyle(
             TableStyle(
                 [
-                    ("FONT", (0, 0), (-1, -1), FONT, 9),
+                    ("FONT", (0, 0), (-1, -1), font, 9),
                     ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                     ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6f4f1")),
                     ("BACKGROUND", (0, -1), (-1, -1), colors.HexColor("#f3f3f3")),
