@@ -43,7 +43,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	@set -e; for benchmark in bench/*.py; do \
+	@set -e; for benchmark in bench/[!_]*.py; do \
 		echo "== $$benchmark"; $(BIN)/python "$$benchmark" --small; done
 
 clean:

@@ -41,17 +41,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -67,9 +66,12 @@ from zoneinfo import ZoneInfo
 # neighbours (fhir.py, dicom.py) would shadow the packages the hub imports.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("bench_harness", _HERE / "_harness.py")
+assert _spec is not None and _spec.loader is not None
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
@@ -119,19 +121,13 @@ def say(text: str) -> None:
 # --- the demo region ----------------------------------------------------------------------
 
 
-def hub_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env.update(HUREN_DATA_DIR=str(data_dir), HUREN_BIND="127.0.0.1", **extra)
-    return env
-
-
 def demo_region(root: Path) -> float:
     """``huren demo seed --scale tiny`` into ``root``; seconds taken."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet",
          "--fhir-days", "0"],
-        env=hub_env(root),
+        env=harness.hub_env(root),
         capture_output=True,
         timeout=600,
         check=False,
@@ -591,89 +587,7 @@ def bound_app(spec: dict[str, Any]) -> Starlette:
     )
 
 
-def run_bound(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    # The hub's uvicorn settings (integration/hub.py), so only the application differs.
-    uvicorn.Server(
-        uvicorn.Config(
-            bound_app(spec),
-            host="127.0.0.1",
-            port=spec["port"],
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-    ).run()
-
-
 # --- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise SystemExit(f"{url}: server exited early with {process.returncode}\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                json.loads(response.read())
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {limit} s")
-
-
-@contextmanager
-def hub(data_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """``huren serve`` on ``data_dir`` (free ports, loopback); yields its base URL and pid."""
-    port = free_port()
-    env = hub_env(
-        data_dir,
-        HUREN_HTTP_PORT=str(port),
-        HUREN_MLLP_PORT=str(free_port()),
-        HUREN_DICOM_PORT=str(free_port()),
-    )
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "integration.cli", "serve"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/healthz", process, log)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextmanager
-def bound(spec: dict[str, Any], folder: Path) -> Iterator[tuple[str, int]]:
-    """The bound app in its own process; yields its base URL and pid."""
-    spec = {**spec, "port": free_port()}
-    path = folder / f"bound-{spec['port']}.json"
-    path.write_text(json.dumps(spec))
-    log = folder / f"bound-{spec['port']}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, __file__, "--bound-server", str(path)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for(f"http://127.0.0.1:{spec['port']}/healthz", process, log)
-        yield f"http://127.0.0.1:{spec['port']}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @contextmanager
@@ -786,12 +700,6 @@ def load(base: str, requests: Sequence[Ask], callers: int, deadline: float) -> A
     return asyncio.run(_load(base, requests, callers, deadline))
 
 
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1) in milliseconds."""
-    ordered = sorted(samples)
-    return ordered[max(0, ceil(q * len(ordered)) - 1)] * 1000
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -847,7 +755,8 @@ def main() -> int:
     parser.add_argument("--bound-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bound_server:
-        run_bound(args.bound_server)
+        spec = json.loads(Path(args.bound_server).read_text())
+        harness.serve(bound_app(spec), spec["port"])
         return 0
     if args.small:
         args.exams, args.requests, args.warmup = 200_000, 800, 200
@@ -877,10 +786,11 @@ def main() -> int:
         measured = asks(db, seeded, rng, args.requests)
         raw = raw_lookups(db, [*warm[:200], *measured])[200:]
         took, statements, plans = hub_lookups(root, measured[: min(1000, len(measured))])
+        pct = harness.percentile
         say(
-            f"in this process, one caller: the bound's SQL p50 {percentile(raw, 0.5) * 1000:.0f} µs"
-            f" p99 {percentile(raw, 0.99) * 1000:.0f} µs; the hub's find_person + priors_of + "
-            f"verdicts p50 {percentile(took, 0.5):.2f} ms p99 {percentile(took, 0.99):.2f} ms "
+            f"in this process, one caller: the bound's SQL p50 {pct(raw, 0.5) * 1000:.0f} µs"
+            f" p99 {pct(raw, 0.99) * 1000:.0f} µs; the hub's find_person + priors_of + "
+            f"verdicts p50 {pct(took, 0.5):.2f} ms p99 {pct(took, 0.99):.2f} ms "
             f"({statements:.1f} SQL statements each)"
         )
         for plan in plans:
@@ -893,8 +803,11 @@ def main() -> int:
         client_cpu = {"hub": 0.0, "bound": 0.0}
         hub_cards = 0
         with (
-            hub(root, base / "hub.log") as (hub_url, hub_pid),
-            bound(spec, base) as (bound_url, bound_pid),
+            harness.hub(root, base / "hub.log") as (hub_url, hub_pid),
+            harness.bound_process(__file__, "--bound-server", spec, base) as (
+                bound_url,
+                bound_pid,
+            ),
         ):
             urls = {"hub": hub_url, "bound": bound_url}
             pids = {"hub": hub_pid, "bound": bound_pid}
@@ -961,7 +874,9 @@ def main() -> int:
             for name, rounds in results.items()
         }
         figures = {
-            (name, q): percentile(latencies[name], q) for name in latencies for q in (0.5, 0.99)
+            (name, q): harness.percentile(latencies[name], q)
+            for name in latencies
+            for q in (0.5, 0.99)
         }
         say(
             f"{len(measured)} order-signs each, {args.callers} callers, {args.rounds} alternating "

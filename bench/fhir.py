@@ -36,18 +36,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
-import os
 import random
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from math import ceil
@@ -58,9 +54,12 @@ from typing import Any
 # name would shadow the ``fhir`` package it measures.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("bench_harness", _HERE / "_harness.py")
+assert _spec is not None and _spec.loader is not None
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 from sqlalchemy import event, func, select  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
@@ -560,100 +559,10 @@ def plain_app(spec: dict[str, Any]) -> Starlette:
     )
 
 
-def run_plain(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    # The hub's uvicorn settings (integration/hub.py), so only the application differs.
-    uvicorn.Server(
-        uvicorn.Config(
-            plain_app(spec),
-            host="127.0.0.1",
-            port=spec["port"],
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-    ).run()
-
-
 # --- processes ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise SystemExit(f"{url}: server exited early with {process.returncode}\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                json.loads(response.read())
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {limit} s")
-
-
-@contextmanager
-def hub(data_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """``huren serve`` on ``data_dir`` (free ports, loopback); yields its base URL and pid."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env.update(
-        HUREN_DATA_DIR=str(data_dir),
-        HUREN_BIND="127.0.0.1",
-        HUREN_HTTP_PORT=str(port),
-        HUREN_MLLP_PORT=str(free_port()),
-        HUREN_DICOM_PORT=str(free_port()),
-    )
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "integration.cli", "serve"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/healthz", process, log)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextmanager
-def plain(spec: dict[str, Any], folder: Path) -> Iterator[tuple[str, int]]:
-    """The plain app in its own process; yields its base URL and pid."""
-    spec = {**spec, "port": free_port()}
-    path = folder / f"plain-{spec['port']}.json"
-    path.write_text(json.dumps(spec))
-    log = folder / f"plain-{spec['port']}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, __file__, "--plain-server", str(path)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for(f"http://127.0.0.1:{spec['port']}/healthz", process, log)
-        yield f"http://127.0.0.1:{spec['port']}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 # --- reads and searches -------------------------------------------------------------------
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1) in milliseconds."""
-    ordered = sorted(samples)
-    return ordered[max(0, ceil(q * len(ordered)) - 1)] * 1000
 
 
 def read_paths(rng: random.Random, studies: int, count: int) -> list[str]:
@@ -842,7 +751,8 @@ def main() -> int:
     parser.add_argument("--plain-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_server:
-        run_plain(args.plain_server)
+        spec = json.loads(Path(args.plain_server).read_text())
+        harness.serve(plain_app(spec), spec["port"])
         return 0
     if args.small:
         args.studies, args.reads, args.searches, args.bundles = 20_000, 1000, 500, 400
@@ -874,8 +784,10 @@ def main() -> int:
             "bound": {"read": [], "search": []},
         }
         with (
-            hub(base / "county", base / "hub.log") as (hub_url, hub_pid),
-            plain({**spec, "base": f"{hub_url}/fhir"}, base) as (plain_url, _),
+            harness.hub(base / "county", base / "hub.log") as (hub_url, hub_pid),
+            harness.bound_process(
+                __file__, "--plain-server", {**spec, "base": f"{hub_url}/fhir"}, base
+            ) as (plain_url, _),
         ):
             auth = {"Authorization": f"Bearer {token}"}
             clients = {
@@ -905,7 +817,7 @@ def main() -> int:
             raise SystemExit(f"{requests} requests to the hub but {audited} audit rows")
         read_phase = time.perf_counter() - began
         figures = {
-            (name, kind, q): percentile(latencies[name][kind], q)
+            (name, kind, q): harness.percentile(latencies[name][kind], q)
             for name in latencies
             for kind in ("read", "search")
             for q in (0.5, 0.99)
@@ -931,9 +843,9 @@ def main() -> int:
         via_outbox_dir, via_outbox_token = province(base / "province-outbox")
         direct_dir, direct_token = province(base / "province-direct")
         with (
-            hub(via_outbox_dir, base / "province-outbox.log") as (outbox_url, _),
-            hub(direct_dir, base / "province-direct.log") as (direct_url, _),
-            plain({}, base) as (sink_url, _),
+            harness.hub(via_outbox_dir, base / "province-outbox.log") as (outbox_url, _),
+            harness.hub(direct_dir, base / "province-direct.log") as (direct_url, _),
+            harness.bound_process(__file__, "--plain-server", {}, base) as (sink_url, _),
         ):
             county_settings = Settings(
                 data_dir=base / "county-outbox",
