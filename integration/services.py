@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlmodel import Session
+
+from integration import clinic, reading_desk
 from integration.accounts import LoginFailed, SignedInUser, authenticate
 from integration.database import Database
 from integration.overview import FacilityOverview, facility_overview
+from integration.permissions import Actor
+from integration.preview import SeriesPreview, study_previews
 from integration.settings import Settings, load_settings
+from integration.sla import ReadingCalendar
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,232 @@ class PortalServices:
         with self.database.session() as session:
             return facility_overview(
                 session, facility_id=facility_id, now=datetime.now(UTC), zone=self.settings.zone
+            )
+
+    @property
+    def calendar(self) -> ReadingCalendar:
+        return ReadingCalendar.from_settings(self.settings)
+
+    @contextmanager
+    def acting(self, user_id: int) -> Iterator[tuple[Session, Actor]]:
+        """A committed-on-success session with the user as the database has them now."""
+        with self.database.session() as session:
+            yield session, reading_desk.load_actor(session, user_id=user_id, settings=self.settings)
+
+    # The reading desk -----------------------------------------------------------------
+
+    def worklist(
+        self, user_id: int, query: reading_desk.WorklistQuery
+    ) -> reading_desk.WorklistPage:
+        with self.acting(user_id) as (session, actor):
+            return reading_desk.worklist(
+                session, actor=actor, query=query, now=datetime.now(UTC), calendar=self.calendar
+            )
+
+    def claim(self, user_id: int, study_id: int) -> datetime:
+        with self.acting(user_id) as (session, actor):
+            return reading_desk.claim(
+                session,
+                actor=actor,
+                study_id=study_id,
+                now=datetime.now(UTC),
+                minutes=self.settings.claim_minutes,
+            )
+
+    def release(self, user_id: int, study_id: int) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.release(session, actor=actor, study_id=study_id)
+
+    def reading_case(
+        self, user_id: int, study_id: int, *, source_address: str = ""
+    ) -> reading_desk.ReadingCase:
+        with self.acting(user_id) as (session, actor):
+            return reading_desk.reading_case(
+                session,
+                actor=actor,
+                study_id=study_id,
+                now=datetime.now(UTC),
+                calendar=self.calendar,
+                source_address=source_address,
+            )
+
+    def previews(self, user_id: int, study_id: int) -> tuple[SeriesPreview, ...]:
+        """Pictures of the study; only for someone who may open the case."""
+        with self.acting(user_id) as (session, actor):
+            reading_desk.check_case_access(session, actor=actor, study_id=study_id)
+            return study_previews(session, study_id=study_id, data_dir=self.settings.data_dir)
+
+    def write_preliminary(
+        self, user_id: int, study_id: int, *, findings: str, impression: str, critical: str
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.write_preliminary(
+                session,
+                actor=actor,
+                study_id=study_id,
+                findings=findings,
+                impression=impression,
+                critical=critical,
+                now=datetime.now(UTC),
+                settings=self.settings,
+            )
+
+    def sign(
+        self,
+        user_id: int,
+        study_id: int,
+        *,
+        findings: str,
+        impression: str,
+        grade: str,
+        critical: str,
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.sign(
+                session,
+                actor=actor,
+                study_id=study_id,
+                findings=findings,
+                impression=impression,
+                grade=grade,
+                critical=critical,
+                now=datetime.now(UTC),
+                settings=self.settings,
+            )
+
+    def amend(
+        self,
+        user_id: int,
+        study_id: int,
+        *,
+        findings: str,
+        impression: str,
+        reason: str,
+        status: str,
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.amend_report(
+                session,
+                actor=actor,
+                study_id=study_id,
+                findings=findings,
+                impression=impression,
+                reason=reason,
+                status=status,
+                now=datetime.now(UTC),
+                settings=self.settings,
+            )
+
+    def request_retake(self, user_id: int, study_id: int, *, reason: str, note: str) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.request_retake(
+                session,
+                actor=actor,
+                study_id=study_id,
+                reason=reason,
+                note=note,
+                now=datetime.now(UTC),
+            )
+
+    def flag_critical(self, user_id: int, study_id: int, *, description: str) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.flag_critical(
+                session,
+                actor=actor,
+                study_id=study_id,
+                description=description,
+                now=datetime.now(UTC),
+            )
+
+    def record_notification(self, user_id: int, critical_id: int, *, notified_to: str) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.record_notification(
+                session,
+                actor=actor,
+                critical_id=critical_id,
+                notified_to=notified_to,
+                now=datetime.now(UTC),
+            )
+
+    def acknowledge_critical(self, user_id: int, critical_id: int) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.acknowledge_critical(
+                session, actor=actor, critical_id=critical_id, now=datetime.now(UTC)
+            )
+
+    def experts(self, user_id: int) -> tuple[reading_desk.Expert, ...]:
+        with self.acting(user_id) as (session, actor):
+            return reading_desk.experts(session, actor=actor)
+
+    def request_consultation(
+        self, user_id: int, study_id: int, *, expert_id: int, question: str
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.request_consultation(
+                session,
+                actor=actor,
+                study_id=study_id,
+                expert_id=expert_id,
+                question=question,
+                now=datetime.now(UTC),
+            )
+
+    def consultation_inbox(
+        self, user_id: int, *, include_answered: bool = False
+    ) -> tuple[reading_desk.ConsultationItem, ...]:
+        with self.acting(user_id) as (session, actor):
+            return reading_desk.consultation_inbox(
+                session, actor=actor, include_answered=include_answered
+            )
+
+    def answer_consultation(self, user_id: int, consultation_id: int, *, opinion: str) -> None:
+        with self.acting(user_id) as (session, actor):
+            reading_desk.answer_consultation(
+                session,
+                actor=actor,
+                consultation_id=consultation_id,
+                opinion=opinion,
+                now=datetime.now(UTC),
+            )
+
+    # The clinic -----------------------------------------------------------------------
+
+    def clinic_orders(self, user_id: int, query: clinic.ClinicQuery) -> clinic.ClinicPage:
+        with self.acting(user_id) as (session, actor):
+            return clinic.clinic_orders(
+                session, actor=actor, query=query, now=datetime.now(UTC), calendar=self.calendar
+            )
+
+    def retake_requests(self, user_id: int) -> tuple[clinic.RetakeRequest, ...]:
+        with self.acting(user_id) as (session, actor):
+            return clinic.retake_requests(session, actor=actor)
+
+    def clinic_critical_results(self, user_id: int) -> tuple[clinic.ClinicCritical, ...]:
+        with self.acting(user_id) as (session, actor):
+            return clinic.clinic_critical_results(session, actor=actor)
+
+    def returned_report(
+        self, user_id: int, study_id: int, *, source_address: str = ""
+    ) -> clinic.ReturnedReport:
+        with self.acting(user_id) as (session, actor):
+            return clinic.returned_report(
+                session,
+                actor=actor,
+                study_id=study_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def returned_report_pdf(
+        self, user_id: int, study_id: int, *, source_address: str = ""
+    ) -> tuple[str, bytes]:
+        with self.acting(user_id) as (session, actor):
+            return clinic.returned_report_pdf(
+                session,
+                actor=actor,
+                study_id=study_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -74,6 +75,14 @@ class Settings(BaseSettings):
     settlement_rate_fen: int = Field(default=1000, ge=0)  # per body part per final report
     settlement_clinic_share_fen: int = Field(default=500, ge=0)
 
+    # The reading calendar: routine studies arriving outside these hours start their
+    # clock at the next opening (emergencies never wait). Local time, `timezone`.
+    reading_hours: str = "00:00-24:00"  # e.g. 08:00-18:00
+    reading_weekdays: str = "1-7"  # ISO weekdays, 1 = Monday; e.g. 1-5 or 1,2,3,4,5,6
+    reading_holidays: str = ""  # ISO dates without reading service, comma-separated
+    claim_minutes: int = Field(default=20, ge=1, le=240)  # a radiologist's claim on a study
+    portal_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)  # sign-out after inactivity
+
     @field_validator("dicom_aet")
     @classmethod
     def _valid_ae_title(cls, value: str) -> str:
@@ -88,6 +97,31 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("reading_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+        if not match:
+            raise ValueError("reading hours are written HH:MM-HH:MM, e.g. 08:00-18:00")
+        start, end = (int(match[1]), int(match[2])), (int(match[3]), int(match[4]))
+        if not (start < end <= (24, 0)) or start[1] > 59 or end[1] > 59:
+            raise ValueError("reading hours must open before they close, within one day")
+        return f"{start[0]:02d}:{start[1]:02d}-{end[0]:02d}:{end[1]:02d}"
+
+    @field_validator("reading_weekdays")
+    @classmethod
+    def _weekdays(cls, value: str) -> str:
+        days = parse_weekdays(value)
+        if not days:
+            raise ValueError("name at least one ISO weekday (1 = Monday ... 7 = Sunday)")
+        return value
+
+    @field_validator("reading_holidays")
+    @classmethod
+    def _holidays(cls, value: str) -> str:
+        parse_holidays(value)
         return value
 
     @field_validator("upstream_fhir_url")
@@ -148,6 +182,35 @@ class Settings(BaseSettings):
             )
         if len(self.secret_key.get_secret_value()) < 32:
             raise ConfigurationError("HUREN_SECRET_KEY must have at least 32 characters")
+
+
+def parse_weekdays(value: str) -> frozenset[int]:
+    """``1-5`` or ``1,2,3,6`` (ISO weekdays) as a set; a bad part raises ValueError."""
+    days: set[int] = set()
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError(f"not a weekday or range: {part!r}")
+        first, last = int(low), int(high or low)
+        if not 1 <= first <= last <= 7:
+            raise ValueError(f"weekdays run from 1 (Monday) to 7 (Sunday), not {part!r}")
+        days.update(range(first, last + 1))
+    return frozenset(days)
+
+
+def parse_holidays(value: str) -> frozenset[date]:
+    """Comma-separated ISO dates; a bad one raises ValueError naming it."""
+    holidays: set[date] = set()
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            holidays.add(date.fromisoformat(part))
+        except ValueError as exc:
+            raise ValueError(f"not an ISO date: {part!r}") from exc
+    return frozenset(holidays)
 
 
 def load_settings() -> Settings:
