@@ -18,6 +18,8 @@ from integration.permissions import Actor
 from integration.preview import SeriesPreview, study_previews
 from integration.settings import Settings, load_settings
 from integration.sla import ReadingCalendar
+from models import AuditEvent, User
+from models.enums import AuditAction
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,26 @@ class PortalServices:
             except LoginFailed as failure:
                 session.commit()  # keep the failure count and the audit event
                 raise failure
+
+    def sign_out(self, user_id: int, *, source_address: str = "", idle: bool = False) -> None:
+        """Record the end of a portal session (by the user, or for inactivity)."""
+        with self.database.session() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                return
+            session.add(
+                AuditEvent(
+                    recorded_at=datetime.now(UTC),
+                    action=AuditAction.logout,
+                    actor=user.username,
+                    actor_user_id=user.id,
+                    facility_id=user.facility_id,
+                    source_address=source_address[:64],
+                    entity_type="User",
+                    entity_id=str(user.id),
+                    detail="idle timeout" if idle else "",
+                )
+            )
 
     def overview(self, *, facility_id: int) -> FacilityOverview:
         with self.database.session() as session:

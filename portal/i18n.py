@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from integration.accounts import LoginFailed, LoginRefusal
 from models.enums import Role
+from portal import i18n_desk
 
 ZH: Final = "zh-CN"
 EN: Final = "en"
@@ -22,7 +23,7 @@ DEFAULT_LANGUAGE: Final = ZH
 # How each language names itself on the switch.
 LANGUAGE_NAMES: Final[Mapping[str, str]] = {ZH: "中文", EN: "English"}
 
-STRINGS: Final[Mapping[str, Mapping[str, str]]] = {
+_CORE: Final[Mapping[str, Mapping[str, str]]] = {
     ZH: {
         "product": "互认 Huren",
         "tagline": "区域影像诊断中心",
@@ -94,6 +95,21 @@ STRINGS: Final[Mapping[str, Mapping[str, str]]] = {
     },
 }
 
+
+def merge_tables(*tables: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """One table per language from each page family's own; a key defined twice is a bug."""
+    merged: dict[str, dict[str, str]] = {language: {} for language in LANGUAGES}
+    for table in tables:
+        for language in LANGUAGES:
+            clash = merged[language].keys() & table[language].keys()
+            if clash:
+                raise KeyError(f"UI strings defined twice: {sorted(clash)}")
+            merged[language].update(table[language])
+    return merged
+
+
+STRINGS: Final[Mapping[str, Mapping[str, str]]] = merge_tables(_CORE, i18n_desk.STRINGS)
+
 ROLE_NAMES: Final[Mapping[str, Mapping[Role, str]]] = {
     ZH: {
         Role.admin: "管理员",
@@ -115,34 +131,32 @@ ROLE_NAMES: Final[Mapping[str, Mapping[Role, str]]] = {
     },
 }
 
-# What the home page tells each role: the work areas this portal is getting,
-# stated as what the page shows today. No links: those pages do not exist yet.
+# What the home page tells each role about where its work is in this portal.
 ROLE_OUTLOOK: Final[Mapping[str, Mapping[Role, str]]] = {
     ZH: {
-        Role.admin: "本页目前显示本机构今日概况；机构、用户与接口管理将在本门户中提供。",
-        Role.radiologist: "本页目前显示待初步报告的检查数量；"
-        "阅片工作列表与报告书写将在本门户中提供。",
-        Role.auditor: "本页目前显示待审核的初步报告数量；审核工作列表与会诊将在本门户中提供。",
-        Role.clinician: "本页目前显示本机构今日申请数量；既往检查互认提示与查询将在本门户中提供。",
-        Role.leader: "本页目前显示本机构今日工作量；时效、质控、互认与结算统计将在本门户中提供。",
-        Role.qc: "本页目前显示本机构今日工作量；影像质量评价与互认抽样审核将在本门户中提供。",
-        Role.technologist: "本页目前显示本机构今日申请数量；检查进度与重拍请求将在本门户中提供。",
+        Role.admin: "本页显示本机构今日概况。",
+        Role.radiologist: "在“阅片工作列表”中领取检查、书写初步报告；"
+        "疑难病例可在报告页申请会诊，会诊请求见“会诊”。",
+        Role.auditor: "在“阅片工作列表”的“待审核”中审核初步报告：直接签发或修改后签发，"
+        "并评定影像质量等级；“会诊”中答复其他中心的会诊请求。",
+        Role.clinician: "在“本机构检查”中查看本机构申请的检查进度、返回的报告和危急值。",
+        Role.leader: "本页显示本机构今日工作量。",
+        Role.qc: "本页显示本机构今日工作量。",
+        Role.technologist: "在“本机构检查”中查看检查进度、重拍要求和需要确认的危急值。",
     },
     EN: {
-        Role.admin: "This page shows your facility's day at a glance; facility, user and "
-        "interface administration are coming to this portal.",
-        Role.radiologist: "This page shows how many studies await a preliminary report; the "
-        "reading worklist and report writing are coming to this portal.",
-        Role.auditor: "This page shows how many preliminary reports await audit; the audit "
-        "worklist and consultations are coming to this portal.",
-        Role.clinician: "This page shows today's orders at your facility; prior-exam "
-        "recognition prompts and look-ups are coming to this portal.",
-        Role.leader: "This page shows your facility's workload today; turnaround, QC, "
-        "recognition and settlement statistics are coming to this portal.",
-        Role.qc: "This page shows your facility's workload today; image-quality grading and "
-        "recognition audit samples are coming to this portal.",
-        Role.technologist: "This page shows today's orders at your facility; exam progress "
-        "and retake requests are coming to this portal.",
+        Role.admin: "This page shows your facility's day at a glance.",
+        Role.radiologist: "Claim studies and write preliminary reports in the Reading "
+        "worklist; ask an expert from a report page, and answer requests under Consultations.",
+        Role.auditor: "Audit preliminary reports under Awaiting audit in the Reading "
+        "worklist: sign as written or corrected and grade the images; answer other centres' "
+        "requests under Consultations.",
+        Role.clinician: "Follow your facility's exams, returned reports and critical results "
+        "under Our exams.",
+        Role.leader: "This page shows your facility's workload today.",
+        Role.qc: "This page shows your facility's workload today.",
+        Role.technologist: "Follow exams, retake requests and critical results to acknowledge "
+        "under Our exams.",
     },
 }
 
@@ -228,6 +242,29 @@ def format_local_time(moment: datetime, zone: ZoneInfo) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(zone).strftime("%H:%M")
+
+
+def title_name(title: str, language: str) -> str:
+    """A professional title in the language ("" for none)."""
+    return strings(language).get(f"title_{title}", title)
+
+
+def zone(zone_key: str) -> ZoneInfo:
+    return ZoneInfo(zone_key)
+
+
+def local_time(moment: datetime, zone: ZoneInfo) -> str:
+    """HH:MM:SS in the zone, for "refreshed at"."""
+    return moment.astimezone(zone).strftime("%H:%M:%S")
+
+
+def local_datetime(moment: datetime | None, zone: ZoneInfo) -> str:
+    """YYYY-MM-DD HH:MM in the zone; empty for no time."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def zone_name(zone_key: str, language: str) -> str:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import reflex as rx
 
 from portal import i18n, routes
+from portal.pages.clinic import ClinicState, clinic_page
+from portal.pages.consultations import ConsultationsState, consultations_page
 from portal.pages.home import HomeState, home_page
 from portal.pages.login import LoginState, login_page
+from portal.pages.reading import ReadingState, reading_page
+from portal.pages.report import ReportState, report_page
+from portal.pages.worklist import WorklistState, worklist_page
 
 _PRODUCT = i18n.text("product", i18n.DEFAULT_LANGUAGE)
 # A small inline icon: without one the browser asks for /favicon.ico and gets a 404.
@@ -17,9 +22,15 @@ _ICON = (
     "%3Cpath d='M9 10h14M9 16h14M9 22h14' stroke='white' stroke-width='3'/%3E%3C/svg%3E"
 )
 
+# Printing a report leaves the menus and buttons off the paper.
+_PRINT_CSS = (
+    "@media print { header, nav, .no-print { display: none !important; } "
+    ".report-sheet { box-shadow: none !important; border: none !important; } }"
+)
+
 app = rx.App(
     html_lang=i18n.DEFAULT_LANGUAGE,
-    head_components=[rx.el.link(rel="icon", href=_ICON)],
+    head_components=[rx.el.link(rel="icon", href=_ICON), rx.el.style(_PRINT_CSS)],
 )
 app.add_page(
     login_page,
@@ -32,4 +43,24 @@ app.add_page(
     route=routes.HOME,
     title=_PRODUCT,
     on_load=HomeState.load,
+)
+
+
+def _title(key: str) -> str:
+    return f"{i18n.text(key, i18n.DEFAULT_LANGUAGE)} · {_PRODUCT}"
+
+
+app.add_page(
+    worklist_page, route=routes.WORKLIST, title=_title("nav_worklist"), on_load=WorklistState.load
+)
+app.add_page(reading_page, route=routes.READING, title=_title("report"), on_load=ReadingState.load)
+app.add_page(
+    consultations_page,
+    route=routes.CONSULTATIONS,
+    title=_title("nav_consultations"),
+    on_load=ConsultationsState.load,
+)
+app.add_page(clinic_page, route=routes.CLINIC, title=_title("nav_clinic"), on_load=ClinicState.load)
+app.add_page(
+    report_page, route=routes.REPORT, title=_title("report_sheet_title"), on_load=ReportState.load
 )

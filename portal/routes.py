@@ -6,3 +6,18 @@ from typing import Final
 
 HOME: Final = "/"
 LOGIN: Final = "/login"
+WORKLIST: Final = "/worklist"
+# The report editor of one study: /reading/<study id>
+READING: Final = "/reading/[study_id]"
+CONSULTATIONS: Final = "/consultations"
+CLINIC: Final = "/clinic"
+# A signed report as the clinic reads and prints it: /report/<study id>
+REPORT: Final = "/report/[study_id]"
+
+
+def reading(study_id: int) -> str:
+    return f"/reading/{study_id}"
+
+
+def report(study_id: int) -> str:
+    return f"/report/{study_id}"

@@ -185,6 +185,10 @@ def login_page() -> rx.Component:
         rx.vstack(
             rx.heading(tr("login_title"), size="6", as_="h1"),
             rx.text(tr("login_intro"), size="2", color_scheme="gray"),
+            rx.cond(
+                LoginState.expired_notice,
+                rx.callout(tr("expired_notice"), color_scheme="amber", data_testid="expired"),
+            ),
             form,
             spacing="4",
             width="100%",

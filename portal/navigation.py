@@ -1,0 +1,40 @@
+"""The menu: which pages each signed-in user sees, from the same table the server checks.
+
+Pure data and functions (no Reflex), so the menu of every role can be tested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from integration.permissions import Action, allowed
+from models.enums import ProfessionalTitle, Role
+from portal import routes
+
+
+@dataclass(frozen=True)
+class NavItem:
+    route: str
+    label_key: str  # an i18n key
+    action: Action | None  # None: every signed-in user
+
+
+NAV_ITEMS: tuple[NavItem, ...] = (
+    NavItem(routes.HOME, "nav_home", None),
+    NavItem(routes.WORKLIST, "nav_worklist", Action.read_worklist),
+    NavItem(routes.CONSULTATIONS, "nav_consultations", Action.answer_consultation),
+    NavItem(routes.CLINIC, "nav_clinic", Action.view_clinic),
+)
+
+
+def nav_for(role: str, title: str) -> list[dict[str, str]]:
+    """The menu entries (route and i18n key) a user of this role and title may open."""
+    try:
+        who, rank = Role(role), ProfessionalTitle(title)
+    except ValueError:
+        return []
+    return [
+        {"route": item.route, "label_key": item.label_key}
+        for item in NAV_ITEMS
+        if item.action is None or allowed(who, rank, item.action)
+    ]
