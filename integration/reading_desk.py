@@ -475,8 +475,9 @@ def revision_history(
     lines: list[RevisionLine] = []
     previous: ReportRevision | None = None
     for revision in sorted(revisions, key=lambda r: r.version):
-        before_f = previous.findings if previous else ""
-        before_i = previous.impression if previous else ""
+        # The first version is shown as written, not as all-new text.
+        before_f = previous.findings if previous else revision.findings
+        before_i = previous.impression if previous else revision.impression
         lines.append(
             RevisionLine(
                 version=revision.version,

@@ -75,7 +75,7 @@ def _user_block() -> rx.Component:
     )
 
 
-def top_bar(*, with_user: bool) -> rx.Component:
+def top_bar(*, with_user: bool, width: str = CONTENT_WIDTH) -> rx.Component:
     """The bar across the top: the product; for a signed-in user, who and where, and sign-out."""
     right: list[rx.Component] = []
     if with_user:
@@ -102,7 +102,7 @@ def top_bar(*, with_user: bool) -> rx.Component:
             rx.spacer(),
             rx.hstack(*right, align="center", spacing="4"),
             align="center",
-            max_width=CONTENT_WIDTH,
+            max_width=width,
             margin_x="auto",
             padding_x="24px",
             height="56px",
@@ -126,7 +126,7 @@ def _nav_link(item: rx.Var[dict[str, str]]) -> rx.Component:
     )
 
 
-def nav_bar() -> rx.Component:
+def nav_bar(width: str = CONTENT_WIDTH) -> rx.Component:
     """The signed-in user's menu, one link per page their role may open."""
     return rx.cond(
         SessionState.signed_in,
@@ -135,7 +135,7 @@ def nav_bar() -> rx.Component:
                 rx.foreach(SessionState.nav, _nav_link),
                 spacing="5",
                 align="center",
-                max_width=CONTENT_WIDTH,
+                max_width=width,
                 margin_x="auto",
                 padding_x="24px",
                 height="40px",
@@ -153,8 +153,8 @@ def page_shell(
 ) -> rx.Component:
     """A whole page: the top bar and menu over a centred column, in the session's language."""
     return rx.box(
-        top_bar(with_user=with_user),
-        nav_bar() if with_user else rx.fragment(),
+        top_bar(with_user=with_user, width=width),
+        nav_bar(width) if with_user else rx.fragment(),
         rx.el.main(
             *children,
             max_width=width,

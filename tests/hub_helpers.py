@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, func, insert
+from sqlmodel import Session, col, select
 
-from models import metadata
+from models import Facility, Order, Study, metadata
+from models.enums import OrderStatus, ReadingStatus, StudyStatus
 from tests.conftest import free_port
 
 T = metadata.tables
@@ -94,3 +97,52 @@ def start_hub(
             time.sleep(0.1)
     hub.kill()
     raise AssertionError("hub did not start")
+
+
+def study_for_reading(
+    session: Session,
+    *,
+    clinic_code: str,
+    uid: str,
+    completed_at: datetime,
+    **values: object,
+) -> tuple[int, int]:
+    """A complete study of one of the clinic's scheduled orders, waiting at its reading centre.
+
+    The order is made the clinic's own (ordered there too), so the clinic's staff see it.
+    Returns (study id, order id).
+    """
+    clinic = session.exec(select(Facility).where(Facility.code == clinic_code)).one()
+    order = session.exec(
+        select(Order)
+        .where(Order.status == OrderStatus.scheduled, Order.performing_facility_id == clinic.id)
+        .where(col(Order.id).not_in(select(Study.order_id).where(col(Study.order_id).is_not(None))))
+        .order_by(col(Order.id))
+    ).first()
+    assert order is not None and order.id is not None and clinic.reading_centre_id is not None
+    order.ordering_facility_id = clinic.id  # type: ignore[assignment]
+    session.add(order)
+    fields: dict[str, object] = {
+        "status": StudyStatus.complete,
+        "reading_status": ReadingStatus.awaiting_preliminary,
+        "received_at": completed_at - timedelta(minutes=5),
+        "completed_at": completed_at,
+        "num_series": 1,
+        "num_instances": 3,
+        "priority": order.priority,
+        **values,
+    }
+    study = Study(
+        study_instance_uid=uid,
+        order_id=order.id,
+        patient_id=order.patient_id,
+        exam_type_id=order.exam_type_id,
+        facility_id=order.performing_facility_id,
+        reading_centre_id=clinic.reading_centre_id,
+        accession_number=order.accession_number,
+        **fields,  # type: ignore[arg-type]
+    )
+    session.add(study)
+    session.flush()
+    assert study.id is not None
+    return study.id, order.id

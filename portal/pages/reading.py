@@ -176,6 +176,7 @@ class ReadingState(SessionState):
     grade: str = ""
     amend_reason: str = ""
     amend_status: str = "corrected"
+    amending: bool = False  # the auditor opened the amendment form of a signed report
     retake_reason: str = ""
     retake_note: str = ""
     expert_id: str = ""
@@ -213,7 +214,8 @@ class ReadingState(SessionState):
             and status == "awaiting_preliminary"
             and Action.write_preliminary.value in actions,
             "audit": open_step and status == "awaiting_audit" and Action.audit.value in actions,
-            "amend": signed and Action.amend.value in actions,
+            "amend": signed and Action.amend.value in actions and self.amending,
+            "offer_amend": signed and Action.amend.value in actions and not self.amending,
             "retake": open_step and Action.request_retake.value in actions,
             "consult": status != "" and Action.request_consultation.value in actions,
             "flag": bool(self.case.get("report_status"))
@@ -237,6 +239,8 @@ class ReadingState(SessionState):
         self.grade = self.case.get("image_grade", "") or ""
         self.amend_reason = ""
         self.errors = {}
+        if self.case.get("report_status") not in ("final", "amended", "corrected"):
+            self.amending = False
 
     async def _read_case(self) -> bool:
         services = portal_services()
@@ -327,24 +331,38 @@ class ReadingState(SessionState):
                 self.notice_key, self.notice_detail = "err_action", str(error)
             return
         self.busy = False
+        self.amending = False
         await self._read_case()
         self._fill_editor()
         self.notice_key = done_key
 
+    def _edited(self, name: str) -> None:
+        """Typing in a field takes its old message away."""
+        if name in self.errors:
+            self.errors = {k: v for k, v in self.errors.items() if k != name}
+
     def set_findings(self, value: str) -> None:
         self.findings = value
+        self._edited("findings")
 
     def set_impression(self, value: str) -> None:
         self.impression = value
+        self._edited("impression")
 
     def set_critical(self, value: str) -> None:
         self.critical = value
+        self._edited("critical")
+
+    def set_amending(self, value: bool) -> None:
+        self.amending = bool(value)
+        self._fill_editor()
 
     def set_grade(self, value: str) -> None:
         self.grade = value
 
     def set_amend_reason(self, value: str) -> None:
         self.amend_reason = value
+        self._edited("reason")
 
     def set_amend_status(self, value: str) -> None:
         self.amend_status = value
@@ -896,11 +914,14 @@ def _editor() -> rx.Component:
             rx.cond(
                 can["amend"],
                 rx.vstack(
-                    rx.radio(
-                        ["corrected", "amended"],
+                    rx.select.root(
+                        rx.select.trigger(data_testid="amend-status"),
+                        rx.select.content(
+                            rx.select.item(tr("report_corrected"), value="corrected"),
+                            rx.select.item(tr("report_amended"), value="amended"),
+                        ),
                         value=ReadingState.amend_status,
                         on_change=ReadingState.set_amend_status,
-                        direction="row",
                     ),
                     rx.text(tr("amend_hint"), size="1", color_scheme="gray"),
                     rx.input(
@@ -911,15 +932,35 @@ def _editor() -> rx.Component:
                         data_testid="input-amend-reason",
                     ),
                     field_error(ReadingState.error_text.get("reason", "").to(str), "reason-error"),
-                    rx.button(
-                        tr("amend"),
-                        color_scheme="orange",
-                        on_click=ReadingState.amend,
-                        disabled=ReadingState.busy,
-                        data_testid="amend",
+                    rx.hstack(
+                        rx.button(
+                            tr("amend"),
+                            color_scheme="orange",
+                            on_click=ReadingState.amend,
+                            disabled=ReadingState.busy,
+                            data_testid="amend",
+                        ),
+                        rx.button(
+                            tr("cancel"),
+                            variant="soft",
+                            color_scheme="gray",
+                            on_click=ReadingState.set_amending(False),
+                        ),
+                        spacing="2",
                     ),
                     spacing="2",
                     width="100%",
+                ),
+            ),
+            rx.cond(
+                can["offer_amend"],
+                rx.button(
+                    tr("amend"),
+                    size="1",
+                    variant="soft",
+                    color_scheme="orange",
+                    on_click=ReadingState.set_amending(True),
+                    data_testid="open-amend",
                 ),
             ),
             rx.cond(

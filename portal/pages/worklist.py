@@ -247,6 +247,9 @@ def _sort_header(label_key: str, sort: str) -> rx.Component:
             ),
             variant="ghost",
             size="1",
+            color_scheme="gray",
+            high_contrast=True,
+            weight="bold",
             on_click=WorklistState.set_sort(sort),
             data_testid=f"sort-{sort}",
         )

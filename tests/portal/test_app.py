@@ -33,9 +33,9 @@ def test_pages_render_with_the_session_language() -> None:
         assert 'data-testid":"lang-en"' in rendered
 
 
-def test_the_home_page_links_nowhere() -> None:
-    rendered = str(home_page())
-    assert "href" not in rendered
+def test_signed_in_pages_carry_the_menu_and_login_does_not() -> None:
+    assert '"data-testid":"nav"' in str(home_page()).replace(" ", "")
+    assert '"data-testid":"nav"' not in str(login_page()).replace(" ", "")
 
 
 def test_asking_for_an_unknown_string_fails_at_build_time() -> None:

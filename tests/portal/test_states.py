@@ -20,7 +20,7 @@ from integration.overview import FacilityOverview
 from integration.services import portal_services
 from integration.settings import Settings
 from models.enums import ProfessionalTitle, Role
-from portal import routes
+from portal import auth, routes
 from portal.auth import SessionState
 from portal.pages import home, login
 from portal.pages.home import HomeState
@@ -97,12 +97,16 @@ class FakeServices:
         assert facility_id == RADIOLOGIST.facility_id
         return OVERVIEW
 
+    def sign_out(self, user_id: int, *, source_address: str = "", idle: bool = False) -> None:
+        self.calls.append({"sign_out": str(user_id), "idle": str(idle)})
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeServices:
     services = FakeServices()
     monkeypatch.setattr(login, "portal_services", lambda: services)
     monkeypatch.setattr(home, "portal_services", lambda: services)
+    monkeypatch.setattr(auth, "portal_services", lambda: services)
     return services
 
 
@@ -228,7 +232,7 @@ def test_home_survives_a_hub_that_cannot_answer(
     assert state.status_line == ""
 
 
-def test_logout_forgets_the_user_but_keeps_the_language(root: rx.State) -> None:
+def test_logout_forgets_the_user_but_keeps_the_language(root: rx.State, fake: FakeServices) -> None:
     session = substate(root, SessionState)
     session._remember(RADIOLOGIST)
     session.lang = "en"
@@ -238,6 +242,7 @@ def test_logout_forgets_the_user_but_keeps_the_language(root: rx.State) -> None:
     assert session.user_id == 0 and session.display_name == "" and not session.signed_in
     assert page.orders_today == 0
     assert session.lang == "en"
+    assert fake.calls[-1] == {"sign_out": "2", "idle": "False"}
 
 
 @pytest.fixture
