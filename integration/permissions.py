@@ -28,6 +28,8 @@ class Action(StrEnum):
     request_consultation = "request_consultation"
     answer_consultation = "answer_consultation"
     view_clinic = "view_clinic"  # the facility's own orders, studies, reports
+    check_priors = "check_priors"  # the prior-exam (recognition) check before ordering
+    review_refusals = "review_refusals"  # the monthly 10% sample of refused priors
     manage_users = "manage_users"
     manage_facilities = "manage_facilities"
     manage_catalogue = "manage_catalogue"
@@ -49,6 +51,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.request_consultation: _READERS,
     Action.answer_consultation: _READERS,
     Action.view_clinic: _CLINIC,
+    Action.check_priors: frozenset({Role.clinician}),
+    Action.review_refusals: frozenset({Role.qc}),
     Action.manage_users: frozenset({Role.admin}),
     Action.manage_facilities: frozenset({Role.admin}),
     Action.manage_catalogue: frozenset({Role.admin}),

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session
 
-from integration import clinic, reading_desk
+from integration import clinic, prior_check, reading_desk
 from integration.accounts import LoginFailed, SignedInUser, authenticate
 from integration.database import Database
 from integration.overview import FacilityOverview, facility_overview
 from integration.permissions import Actor
 from integration.preview import SeriesPreview, study_previews
+from integration.recognition import Rules
 from integration.settings import Settings, load_settings
 from integration.sla import ReadingCalendar
 from models import AuditEvent, User
@@ -296,6 +297,91 @@ class PortalServices:
                 study_id=study_id,
                 now=datetime.now(UTC),
                 source_address=source_address,
+            )
+
+    # Mutual recognition -----------------------------------------------------------------
+
+    def find_patients(self, user_id: int, term: str) -> tuple[prior_check.PatientHit, ...]:
+        with self.acting(user_id) as (session, actor):
+            return prior_check.find_patients(session, actor=actor, term=term, now=datetime.now(UTC))
+
+    def exam_choices(self, user_id: int) -> tuple[prior_check.ExamChoice, ...]:
+        with self.acting(user_id) as (session, actor):
+            return prior_check.exam_choices(session, actor=actor)
+
+    def check_priors(self, user_id: int, patient_id: int, exam_code: str) -> prior_check.PriorCheck:
+        with self.acting(user_id) as (session, actor):
+            return prior_check.check(
+                session,
+                actor=actor,
+                patient_id=patient_id,
+                exam_code=exam_code,
+                now=datetime.now(UTC),
+                rules=Rules(),
+                zone=self.settings.zone,
+            )
+
+    def prior_report(self, user_id: int, patient_id: int, study_id: int) -> prior_check.PriorReport:
+        with self.acting(user_id) as (session, actor):
+            return prior_check.prior_report(
+                session,
+                actor=actor,
+                patient_id=patient_id,
+                study_id=study_id,
+                now=datetime.now(UTC),
+            )
+
+    def decide_prior(
+        self,
+        user_id: int,
+        patient_id: int,
+        exam_code: str,
+        prior_key: str,
+        *,
+        accepted: bool,
+        reason: str,
+        comment: str,
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            prior_check.decide(
+                session,
+                actor=actor,
+                patient_id=patient_id,
+                exam_code=exam_code,
+                prior_key=prior_key,
+                accepted=accepted,
+                reason=reason,
+                comment=comment,
+                now=datetime.now(UTC),
+                rules=Rules(),
+                zone=self.settings.zone,
+            )
+
+    def refusal_audit(
+        self, user_id: int, month: str, *, draw: bool = False
+    ) -> prior_check.RefusalAudit:
+        with self.acting(user_id) as (session, actor):
+            return prior_check.refusal_audit(
+                session,
+                actor=actor,
+                month=month,
+                now=datetime.now(UTC),
+                zone=self.settings.zone,
+                draw=draw,
+            )
+
+    def review_refusal(
+        self, user_id: int, month: str, decision_id: int, *, justified: bool, note: str
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            prior_check.review_refusal(
+                session,
+                actor=actor,
+                month=month,
+                decision_id=decision_id,
+                justified=justified,
+                note=note,
+                now=datetime.now(UTC),
             )
 
 

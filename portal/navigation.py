@@ -24,6 +24,8 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem(routes.WORKLIST, "nav_worklist", Action.read_worklist),
     NavItem(routes.CONSULTATIONS, "nav_consultations", Action.answer_consultation),
     NavItem(routes.CLINIC, "nav_clinic", Action.view_clinic),
+    NavItem(routes.PRIORS, "nav_priors", Action.check_priors),
+    NavItem(routes.REFUSAL_AUDIT, "nav_refusal_audit", Action.review_refusals),
 )
 
 

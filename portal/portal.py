@@ -9,7 +9,9 @@ from portal.pages.clinic import ClinicState, clinic_page
 from portal.pages.consultations import ConsultationsState, consultations_page
 from portal.pages.home import HomeState, home_page
 from portal.pages.login import LoginState, login_page
+from portal.pages.priors import PriorsState, priors_page
 from portal.pages.reading import ReadingState, reading_page
+from portal.pages.refusal_audit import RefusalAuditState, refusal_audit_page
 from portal.pages.report import ReportState, report_page
 from portal.pages.worklist import WorklistState, worklist_page
 
@@ -63,4 +65,11 @@ app.add_page(
 app.add_page(clinic_page, route=routes.CLINIC, title=_title("nav_clinic"), on_load=ClinicState.load)
 app.add_page(
     report_page, route=routes.REPORT, title=_title("report_sheet_title"), on_load=ReportState.load
+)
+app.add_page(priors_page, route=routes.PRIORS, title=_title("nav_priors"), on_load=PriorsState.load)
+app.add_page(
+    refusal_audit_page,
+    route=routes.REFUSAL_AUDIT,
+    title=_title("nav_refusal_audit"),
+    on_load=RefusalAuditState.load,
 )

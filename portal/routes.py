@@ -13,6 +13,8 @@ CONSULTATIONS: Final = "/consultations"
 CLINIC: Final = "/clinic"
 # A signed report as the clinic reads and prints it: /report/<study id>
 REPORT: Final = "/report/[study_id]"
+PRIORS: Final = "/priors"
+REFUSAL_AUDIT: Final = "/refusal-audit"
 
 
 def reading(study_id: int) -> str:

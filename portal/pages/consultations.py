@@ -119,7 +119,7 @@ class ConsultationsState(SessionState):
 
 def _item(item: rx.Var[dict[str, Any]]) -> rx.Component:
     english = ConsultationsState.lang == i18n.EN
-    key = item["id"].to(str)
+    key = item["id"].to(int).to_string()
     return rx.card(
         rx.vstack(
             rx.hstack(

@@ -1093,9 +1093,11 @@ def _criticals() -> rx.Component:
                                 rx.hstack(
                                     rx.input(
                                         placeholder=tr("notified_to"),
-                                        value=ReadingState.notify_to.get(c["id"].to(str), ""),
+                                        value=ReadingState.notify_to.get(
+                                            c["id"].to(int).to_string(), ""
+                                        ),
                                         on_change=lambda v: ReadingState.set_notify_to(
-                                            c["id"].to(str), v
+                                            c["id"].to(int).to_string(), v
                                         ),
                                         size="1",
                                         data_testid="input-notified-to",

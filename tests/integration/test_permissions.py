@@ -23,10 +23,10 @@ EXPECTED: dict[Role, set[Action]] = {
         Action.answer_consultation,
     },
     Role.technologist: {Action.view_clinic, Action.acknowledge_critical},
-    Role.clinician: {Action.view_clinic, Action.acknowledge_critical},
+    Role.clinician: {Action.view_clinic, Action.acknowledge_critical, Action.check_priors},
     Role.admin: {Action.manage_users, Action.manage_facilities, Action.manage_catalogue},
     Role.leader: set(),
-    Role.qc: set(),
+    Role.qc: {Action.review_refusals},
 }
 
 

@@ -99,8 +99,9 @@ def desk(monkeypatch: pytest.MonkeyPatch) -> DeskServices:
             [routes.HOME, routes.WORKLIST, routes.CONSULTATIONS],
         ),
         (Role.technologist, ProfessionalTitle.technician, [routes.HOME, routes.CLINIC]),
-        (Role.clinician, ProfessionalTitle.attending, [routes.HOME, routes.CLINIC]),
+        (Role.clinician, ProfessionalTitle.attending, [routes.HOME, routes.CLINIC, routes.PRIORS]),
         (Role.leader, ProfessionalTitle.none, [routes.HOME]),
+        (Role.qc, ProfessionalTitle.attending, [routes.HOME, routes.REFUSAL_AUDIT]),
     ],
 )
 def test_the_menu_follows_the_permission_table(
