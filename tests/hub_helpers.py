@@ -107,21 +107,36 @@ def study_for_reading(
     completed_at: datetime,
     **values: object,
 ) -> tuple[int, int]:
-    """A complete study of one of the clinic's scheduled orders, waiting at its reading centre.
+    """A complete study of a new order of the clinic, waiting at its reading centre.
 
-    The order is made the clinic's own (ordered there too), so the clinic's staff see it.
+    The order copies the patient and exam of the clinic's latest order, and is
+    made the clinic's own (ordered there too), so the clinic's staff see it.
     Returns (study id, order id).
     """
     clinic = session.exec(select(Facility).where(Facility.code == clinic_code)).one()
-    order = session.exec(
+    model = session.exec(
         select(Order)
-        .where(Order.status == OrderStatus.scheduled, Order.performing_facility_id == clinic.id)
-        .where(col(Order.id).not_in(select(Study.order_id).where(col(Study.order_id).is_not(None))))
-        .order_by(col(Order.id))
+        .where(Order.performing_facility_id == clinic.id)
+        .order_by(col(Order.id).desc())
     ).first()
-    assert order is not None and order.id is not None and clinic.reading_centre_id is not None
-    order.ordering_facility_id = clinic.id  # type: ignore[assignment]
+    assert model is not None and clinic.id is not None and clinic.reading_centre_id is not None
+    serial = uid.replace(".", "")[-9:]
+    order = Order(
+        accession_number=f"T{serial}",
+        placer_number=f"P{serial}",
+        patient_id=model.patient_id,
+        exam_type_id=model.exam_type_id,
+        ordering_facility_id=clinic.id,
+        performing_facility_id=clinic.id,
+        ordering_provider=model.ordering_provider,
+        priority=model.priority,
+        reason=model.reason,
+        status=OrderStatus.in_progress,
+        requested_at=completed_at - timedelta(minutes=30),
+    )
     session.add(order)
+    session.flush()
+    assert order.id is not None
     fields: dict[str, object] = {
         "status": StudyStatus.complete,
         "reading_status": ReadingStatus.awaiting_preliminary,
