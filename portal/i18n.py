@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from integration.accounts import LoginFailed, LoginRefusal
 from models.enums import Role
-from portal import i18n_desk
+from portal import i18n_admin, i18n_desk
 
 ZH: Final = "zh-CN"
 EN: Final = "en"
@@ -108,7 +108,9 @@ def merge_tables(*tables: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str
     return merged
 
 
-STRINGS: Final[Mapping[str, Mapping[str, str]]] = merge_tables(_CORE, i18n_desk.STRINGS)
+STRINGS: Final[Mapping[str, Mapping[str, str]]] = merge_tables(
+    _CORE, i18n_desk.STRINGS, i18n_admin.STRINGS
+)
 
 ROLE_NAMES: Final[Mapping[str, Mapping[Role, str]]] = {
     ZH: {

@@ -24,6 +24,9 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem(routes.WORKLIST, "nav_worklist", Action.read_worklist),
     NavItem(routes.CONSULTATIONS, "nav_consultations", Action.answer_consultation),
     NavItem(routes.CLINIC, "nav_clinic", Action.view_clinic),
+    NavItem(routes.ADMIN_USERS, "nav_admin_users", Action.manage_users),
+    NavItem(routes.ADMIN_FACILITIES, "nav_admin_facilities", Action.manage_facilities),
+    NavItem(routes.ADMIN_CATALOGUE, "nav_admin_catalogue", Action.manage_catalogue),
 )
 
 

@@ -13,6 +13,9 @@ CONSULTATIONS: Final = "/consultations"
 CLINIC: Final = "/clinic"
 # A signed report as the clinic reads and prints it: /report/<study id>
 REPORT: Final = "/report/[study_id]"
+ADMIN_USERS: Final = "/admin/users"
+ADMIN_FACILITIES: Final = "/admin/facilities"
+ADMIN_CATALOGUE: Final = "/admin/catalogue"
 
 
 def reading(study_id: int) -> str:
