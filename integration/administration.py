@@ -994,6 +994,39 @@ def set_reading_centre_flag(
     return True
 
 
+def set_routing(
+    session: Session,
+    *,
+    actor: Actor,
+    facility_id: int,
+    is_reading_centre: bool,
+    reading_centre_id: int | None,
+    now: datetime,
+    source_address: str = "",
+) -> bool:
+    """The routing form in one transaction: the flag and the centre, in the order that works.
+
+    A facility becoming a reading centre is flagged first so it may name itself;
+    one stopping is flagged last, after its own route has moved.
+    """
+    require(actor, Action.manage_facilities)
+    facility = _facility_in_scope(session, actor, facility_id)
+    was_centre = facility.is_reading_centre
+    common: dict[str, Any] = {
+        "actor": actor,
+        "facility_id": facility_id,
+        "now": now,
+        "source_address": source_address,
+    }
+    changed = False
+    if is_reading_centre and not was_centre:
+        changed |= set_reading_centre_flag(session, is_reading_centre=True, **common)
+    changed |= set_reading_centre(session, reading_centre_id=reading_centre_id, **common)
+    if was_centre and not is_reading_centre:
+        changed |= set_reading_centre_flag(session, is_reading_centre=False, **common)
+    return changed
+
+
 def set_hl7_endpoint(
     session: Session,
     *,

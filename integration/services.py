@@ -416,6 +416,26 @@ class PortalServices:
                 source_address=source_address,
             )
 
+    def set_routing(
+        self,
+        user_id: int,
+        facility_id: int,
+        *,
+        is_reading_centre: bool,
+        reading_centre_id: int | None,
+        source_address: str = "",
+    ) -> bool:
+        with self.acting(user_id) as (session, actor):
+            return administration.set_routing(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                is_reading_centre=is_reading_centre,
+                reading_centre_id=reading_centre_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
     def set_hl7_endpoint(
         self,
         user_id: int,

@@ -299,6 +299,7 @@ def _list_view() -> rx.Component:
             ),
             on_submit=S.run_search,
             reset_on_submit=False,
+            width="auto",
         ),
         rx.select.root(
             rx.select.trigger(data_testid="filter-modality"),

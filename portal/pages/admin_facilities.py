@@ -323,22 +323,17 @@ class AdminFacilitiesState(SessionState):
         flag = checked(form, "is_reading_centre")
         raw_centre = form_value(form, "reading_centre_id")
         centre = int(raw_centre) if raw_centre.isdigit() else None
-        was_centre = bool(self.selected.get("is_reading_centre"))
 
         def call() -> bool:
-            changed = False
-            if flag and not was_centre:  # a new centre first, so it may name itself
-                changed |= services.set_reading_centre_flag(
-                    uid, facility_id, is_reading_centre=True, source_address=source
+            return bool(
+                services.set_routing(
+                    uid,
+                    facility_id,
+                    is_reading_centre=flag,
+                    reading_centre_id=centre,
+                    source_address=source,
                 )
-            changed |= services.set_reading_centre(
-                uid, facility_id, reading_centre_id=centre, source_address=source
             )
-            if was_centre and not flag:
-                changed |= services.set_reading_centre_flag(
-                    uid, facility_id, is_reading_centre=False, source_address=source
-                )
-            return changed
 
         async for step in self._submit(
             call, lambda changed: "admin_saved" if changed else "admin_unchanged"
@@ -488,6 +483,7 @@ def _list_view() -> rx.Component:
             ),
             on_submit=S.run_search,
             reset_on_submit=False,
+            width="auto",
         ),
         rx.select.root(
             rx.select.trigger(data_testid="filter-level"),
@@ -756,21 +752,21 @@ def _qc() -> rx.Component:
                 text_input("valid_from", _error("valid_from"), input_type="date"),
                 _error("valid_from"),
                 "valid_from",
-                width="170px",
+                width="150px",
             ),
             form_field(
                 "facilities_valid_until",
                 text_input("valid_until", _error("valid_until"), input_type="date"),
                 _error("valid_until"),
                 "valid_until",
-                width="170px",
+                width="150px",
             ),
             form_field(
                 "facilities_certificate",
                 text_input("certificate", _error("certificate")),
                 _error("certificate"),
                 "certificate",
-                width="160px",
+                width="130px",
             ),
             rx.button(
                 tr("facilities_add_period"),

@@ -428,6 +428,7 @@ def _filters() -> rx.Component:
             ),
             on_submit=S.run_search,
             reset_on_submit=False,
+            width="auto",
         ),
         rx.select.root(
             rx.select.trigger(data_testid="filter-role"),
@@ -724,12 +725,15 @@ def _edit_view() -> rx.Component:
             chosen["locked"].to(bool),
             rx.text(tr("users_locked_until"), " ", chosen["locked_until"].to(str), size="2"),
         ),
-        rx.button(
-            tr("users_unlock"),
-            variant="outline",
-            on_click=S.unlock,
-            disabled=S.busy,
-            data_testid="unlock-user",
+        rx.cond(
+            chosen["locked"].to(bool),
+            rx.button(
+                tr("users_unlock"),
+                variant="outline",
+                on_click=S.unlock,
+                disabled=S.busy,
+                data_testid="unlock-user",
+            ),
         ),
         align="center",
         spacing="3",

@@ -819,3 +819,32 @@ def test_parsers() -> None:
     assert admin.check_host("::1", field="h") == "::1"
     assert admin.fen_to_yuan(8850) == "88.50"
     assert admin.parse_day("2026-02-28", field="d", required=True) == date(2026, 2, 28)
+
+
+def test_the_routing_form_is_one_transaction(hub: Hub) -> None:
+    actor = hub.actor("admin")
+    t02, h01, h03 = hub.facility("QL-T02"), hub.facility("QL-H01"), hub.facility("QL-H03")
+    assert t02.id and h01.id and h03.id
+    with hub.database.session() as session:
+        # A township becomes a reading centre and reads its own studies, in one step.
+        assert admin.set_routing(
+            session,
+            actor=actor,
+            facility_id=t02.id,
+            is_reading_centre=True,
+            reading_centre_id=t02.id,
+            now=NOW,
+        )
+    after = hub.facility("QL-T02")
+    assert after.is_reading_centre and after.reading_centre_id == t02.id
+    with pytest.raises(Conflict), hub.database.session() as session:
+        admin.set_routing(
+            session,
+            actor=actor,
+            facility_id=h03.id,
+            is_reading_centre=False,
+            reading_centre_id=h01.id,
+            now=NOW,
+        )
+    unchanged = hub.facility("QL-H03")  # the route moved first, then rolled back with the refusal
+    assert unchanged.is_reading_centre and unchanged.reading_centre_id == h03.id
