@@ -157,7 +157,7 @@ def sort_header(
             tr(label_key),
             rx.cond(current == sort, rx.cond(descending, " ↓", " ↑"), ""),
             variant="ghost",
-            size="1",
+            size="2",
             color_scheme="gray",
             high_contrast=True,
             font_weight="bold",
