@@ -6,11 +6,11 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlmodel import Session
 
-from integration import clinic, prior_check, reading_desk
+from integration import administration, clinic, prior_check, reading_desk
 from integration.accounts import LoginFailed, SignedInUser, authenticate
 from integration.database import Database
 from integration.overview import FacilityOverview, facility_overview
@@ -383,6 +383,270 @@ class PortalServices:
                 note=note,
                 now=datetime.now(UTC),
             )
+
+    # Administration -------------------------------------------------------------------
+
+    def admin_users(self, user_id: int, query: administration.UserQuery) -> administration.UserPage:
+        with self.acting(user_id) as (session, actor):
+            return administration.list_users(
+                session, actor=actor, query=query, now=datetime.now(UTC)
+            )
+
+    def admin_facility_choices(self, user_id: int) -> tuple[administration.FacilityChoice, ...]:
+        with self.acting(user_id) as (session, actor):
+            return administration.facility_choices(session, actor=actor)
+
+    def admin_user(self, user_id: int, target_id: int) -> administration.UserRow:
+        with self.acting(user_id) as (session, actor):
+            return administration.user_detail(
+                session, actor=actor, user_id=target_id, now=datetime.now(UTC)
+            )
+
+    def create_user(
+        self, user_id: int, new: administration.NewUser, *, source_address: str = ""
+    ) -> int:
+        with self.acting(user_id) as (session, actor):
+            return administration.create_user(
+                session,
+                actor=actor,
+                new=new,
+                settings=self.settings,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def update_user(
+        self,
+        user_id: int,
+        target_id: int,
+        change: administration.UserChange,
+        *,
+        source_address: str = "",
+    ) -> tuple[str, ...]:
+        with self.acting(user_id) as (session, actor):
+            return administration.update_user(
+                session,
+                actor=actor,
+                user_id=target_id,
+                change=change,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def reset_password(
+        self, user_id: int, target_id: int, *, password: str, source_address: str = ""
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            administration.reset_password(
+                session,
+                actor=actor,
+                user_id=target_id,
+                password=password,
+                settings=self.settings,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def unlock_user(self, user_id: int, target_id: int, *, source_address: str = "") -> bool:
+        with self.acting(user_id) as (session, actor):
+            return administration.unlock_user(
+                session,
+                actor=actor,
+                user_id=target_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def admin_facilities(
+        self, user_id: int, query: administration.FacilityQuery
+    ) -> administration.FacilityPage:
+        with self.acting(user_id) as (session, actor):
+            return administration.list_facilities(
+                session, actor=actor, query=query, today=self._today()
+            )
+
+    def admin_facility(self, user_id: int, facility_id: int) -> administration.FacilityDetail:
+        with self.acting(user_id) as (session, actor):
+            return administration.facility_detail(
+                session, actor=actor, facility_id=facility_id, today=self._today()
+            )
+
+    def set_reading_centre(
+        self,
+        user_id: int,
+        facility_id: int,
+        *,
+        reading_centre_id: int | None,
+        source_address: str = "",
+    ) -> bool:
+        with self.acting(user_id) as (session, actor):
+            return administration.set_reading_centre(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                reading_centre_id=reading_centre_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def set_reading_centre_flag(
+        self, user_id: int, facility_id: int, *, is_reading_centre: bool, source_address: str = ""
+    ) -> bool:
+        with self.acting(user_id) as (session, actor):
+            return administration.set_reading_centre_flag(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                is_reading_centre=is_reading_centre,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def set_routing(
+        self,
+        user_id: int,
+        facility_id: int,
+        *,
+        is_reading_centre: bool,
+        reading_centre_id: int | None,
+        source_address: str = "",
+    ) -> bool:
+        with self.acting(user_id) as (session, actor):
+            return administration.set_routing(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                is_reading_centre=is_reading_centre,
+                reading_centre_id=reading_centre_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def set_hl7_endpoint(
+        self,
+        user_id: int,
+        facility_id: int,
+        *,
+        host: str,
+        port: str,
+        charset: str,
+        source_address: str = "",
+    ) -> bool:
+        with self.acting(user_id) as (session, actor):
+            return administration.set_hl7_endpoint(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                host=host,
+                port=port,
+                charset=charset,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def add_qc_period(
+        self,
+        user_id: int,
+        facility_id: int,
+        *,
+        valid_from: str,
+        valid_until: str,
+        certificate: str,
+        source_address: str = "",
+    ) -> int:
+        with self.acting(user_id) as (session, actor):
+            return administration.add_qc_period(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                certificate=certificate,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def end_qc_period(
+        self, user_id: int, qc_id: int, *, valid_until: str, source_address: str = ""
+    ) -> None:
+        with self.acting(user_id) as (session, actor):
+            administration.end_qc_period(
+                session,
+                actor=actor,
+                qc_id=qc_id,
+                valid_until=valid_until,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def add_ae_title(
+        self,
+        user_id: int,
+        facility_id: int,
+        *,
+        ae_title: str,
+        modality: str,
+        station_name: str,
+        host: str,
+        port: str,
+        source_address: str = "",
+    ) -> int:
+        with self.acting(user_id) as (session, actor):
+            return administration.add_ae_title(
+                session,
+                actor=actor,
+                facility_id=facility_id,
+                ae_title=ae_title,
+                modality=modality,
+                station_name=station_name,
+                host=host,
+                port=port,
+                settings=self.settings,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def remove_ae_title(self, user_id: int, ae_title_id: int, *, source_address: str = "") -> None:
+        with self.acting(user_id) as (session, actor):
+            administration.remove_ae_title(
+                session,
+                actor=actor,
+                ae_title_id=ae_title_id,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def admin_catalogue(
+        self, user_id: int, query: administration.CatalogueQuery
+    ) -> administration.CataloguePage:
+        with self.acting(user_id) as (session, actor):
+            return administration.list_catalogue(session, actor=actor, query=query)
+
+    def admin_exam_type(self, user_id: int, exam_type_id: int) -> administration.CatalogueRow:
+        with self.acting(user_id) as (session, actor):
+            return administration.exam_type_detail(session, actor=actor, exam_type_id=exam_type_id)
+
+    def update_exam_type(
+        self,
+        user_id: int,
+        exam_type_id: int,
+        change: administration.ExamTypeChange,
+        *,
+        source_address: str = "",
+    ) -> tuple[str, ...]:
+        with self.acting(user_id) as (session, actor):
+            return administration.update_exam_type(
+                session,
+                actor=actor,
+                exam_type_id=exam_type_id,
+                change=change,
+                now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    def _today(self) -> date:
+        """The region's calendar day (QC periods are local dates)."""
+        return datetime.now(self.settings.zone).date()
 
 
 @functools.cache

@@ -86,9 +86,7 @@ class Settings(BaseSettings):
     @field_validator("dicom_aet")
     @classmethod
     def _valid_ae_title(cls, value: str) -> str:
-        if not _AE_TITLE.match(value) or not value.strip():
-            raise ValueError("a DICOM AE title has 1-16 printable ASCII characters, no backslash")
-        return value.strip()
+        return check_ae_title(value)
 
     @field_validator("timezone")
     @classmethod
@@ -182,6 +180,13 @@ class Settings(BaseSettings):
             )
         if len(self.secret_key.get_secret_value()) < 32:
             raise ConfigurationError("HUREN_SECRET_KEY must have at least 32 characters")
+
+
+def check_ae_title(value: str) -> str:
+    """The AE title without its padding; ValueError unless DICOM allows it (PS3.5 AE)."""
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError("a DICOM AE title has 1-16 printable ASCII characters, no backslash")
+    return value.strip()
 
 
 def parse_weekdays(value: str) -> frozenset[int]:

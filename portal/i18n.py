@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from integration.accounts import LoginFailed, LoginRefusal
 from models.enums import Role
-from portal import i18n_desk, i18n_recognition
+from portal import i18n_admin, i18n_desk, i18n_recognition
 
 ZH: Final = "zh-CN"
 EN: Final = "en"
@@ -109,7 +109,7 @@ def merge_tables(*tables: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str
 
 
 STRINGS: Final[Mapping[str, Mapping[str, str]]] = merge_tables(
-    _CORE, i18n_desk.STRINGS, i18n_recognition.STRINGS
+    _CORE, i18n_desk.STRINGS, i18n_recognition.STRINGS, i18n_admin.STRINGS
 )
 
 ROLE_NAMES: Final[Mapping[str, Mapping[Role, str]]] = {
@@ -136,7 +136,8 @@ ROLE_NAMES: Final[Mapping[str, Mapping[Role, str]]] = {
 # What the home page tells each role about where its work is in this portal.
 ROLE_OUTLOOK: Final[Mapping[str, Mapping[Role, str]]] = {
     ZH: {
-        Role.admin: "本页显示本机构今日概况。",
+        Role.admin: "在“用户管理”“机构管理”“检查项目”中维护账户、机构（阅片中心、质控资质、"
+        "HL7接口、AE title）与收费和互认目录。",
         Role.radiologist: "在“阅片工作列表”中领取检查、书写初步报告；"
         "疑难病例可在报告页申请会诊，会诊请求见“会诊”。",
         Role.auditor: "在“阅片工作列表”的“待审核”中审核初步报告：直接签发或修改后签发，"
@@ -147,7 +148,9 @@ ROLE_OUTLOOK: Final[Mapping[str, Mapping[Role, str]]] = {
         Role.technologist: "在“本机构检查”中查看检查进度、重拍要求和需要确认的危急值。",
     },
     EN: {
-        Role.admin: "This page shows your facility's day at a glance.",
+        Role.admin: "Manage accounts, facilities (reading centre, QC qualification, HL7 "
+        "endpoint, AE titles) and the fee and recognition catalogue under Users, Facilities "
+        "and Exam catalogue.",
         Role.radiologist: "Claim studies and write preliminary reports in the Reading "
         "worklist; ask an expert from a report page, and answer requests under Consultations.",
         Role.auditor: "Audit preliminary reports under Awaiting audit in the Reading "

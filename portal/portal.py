@@ -5,6 +5,9 @@ from __future__ import annotations
 import reflex as rx
 
 from portal import i18n, routes
+from portal.pages.admin_catalogue import AdminCatalogueState, admin_catalogue_page
+from portal.pages.admin_facilities import AdminFacilitiesState, admin_facilities_page
+from portal.pages.admin_users import AdminUsersState, admin_users_page
 from portal.pages.clinic import ClinicState, clinic_page
 from portal.pages.consultations import ConsultationsState, consultations_page
 from portal.pages.home import HomeState, home_page
@@ -72,4 +75,22 @@ app.add_page(
     route=routes.REFUSAL_AUDIT,
     title=_title("nav_refusal_audit"),
     on_load=RefusalAuditState.load,
+)
+app.add_page(
+    admin_users_page,
+    route=routes.ADMIN_USERS,
+    title=_title("nav_admin_users"),
+    on_load=AdminUsersState.load,
+)
+app.add_page(
+    admin_facilities_page,
+    route=routes.ADMIN_FACILITIES,
+    title=_title("nav_admin_facilities"),
+    on_load=AdminFacilitiesState.load,
+)
+app.add_page(
+    admin_catalogue_page,
+    route=routes.ADMIN_CATALOGUE,
+    title=_title("nav_admin_catalogue"),
+    on_load=AdminCatalogueState.load,
 )

@@ -15,6 +15,9 @@ CLINIC: Final = "/clinic"
 REPORT: Final = "/report/[study_id]"
 PRIORS: Final = "/priors"
 REFUSAL_AUDIT: Final = "/refusal-audit"
+ADMIN_USERS: Final = "/admin/users"
+ADMIN_FACILITIES: Final = "/admin/facilities"
+ADMIN_CATALOGUE: Final = "/admin/catalogue"
 
 
 def reading(study_id: int) -> str:
