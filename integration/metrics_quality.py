@@ -38,7 +38,7 @@ from integration.metrics_common import (
     scoped,
     share_of,
 )
-from integration.metrics_frames import Frames
+from integration.metrics_frames import REPORT_FACTS_SCHEMA, Frames
 from integration.metrics_turnaround import emergency_reports, sla_compliance
 from models.enums import ImageGrade, ReportStatus
 
@@ -107,10 +107,16 @@ def revision_facts(revisions: pl.DataFrame) -> pl.DataFrame:
 
 def finalised_reports(frames: Frames) -> pl.DataFrame:
     """Reports finalised in the window (keys by finalisation time) with correction facts."""
+    return frames.derived("finalised_reports", lambda: _finalised_reports(frames))
+
+
+def _finalised_reports(frames: Frames) -> pl.DataFrame:
     reports = scoped(frames, frames.studies, "finalised_at").filter(
         pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
     )
-    facts = revision_facts(frames.revisions)
+    facts = (
+        frames.report_facts if frames.report_facts is not None else revision_facts(frames.revisions)
+    )
     amended = (
         flag("amended_in_revisions")
         | pl.col("amended_at").is_not_null()
@@ -206,6 +212,24 @@ def writing_checks(
     """
     reports = finalised_reports(frames)
     markers = list(leftovers)
+    if "has_leftovers" in reports.columns and tuple(markers) == TEMPLATE_LEFTOVERS:
+        return _compliant(
+            reports.with_columns(
+                _signed(),
+                flag("impression_present").alias("impression_present"),
+                flag("impression_differs").alias("impression_differs"),
+                (~flag("has_leftovers")).alias("no_leftovers"),
+            )
+        )
+    return _compliant(reports.with_columns(_signed(), *_text_checks(markers)))
+
+
+def _signed() -> pl.Expr:
+    return pl.col("auditor_id").is_not_null().alias("signed")
+
+
+def _text_checks(markers: list[str]) -> list[pl.Expr]:
+    """impression_present, impression_differs and no_leftovers from the report's texts."""
     if markers:
         leftover = pl.col("findings").fill_null("").str.contains_any(
             markers, ascii_case_insensitive=True
@@ -214,18 +238,38 @@ def writing_checks(
         )
     else:
         leftover = pl.lit(False)
-    return reports.with_columns(
-        pl.col("auditor_id").is_not_null().alias("signed"),
+    return [
         (_normal_text("impression") != "").alias("impression_present"),
         (_normal_text("impression") != _normal_text("findings")).alias("impression_differs"),
         (~leftover).alias("no_leftovers"),
-    ).with_columns(
+    ]
+
+
+def _compliant(checked: pl.DataFrame) -> pl.DataFrame:
+    return checked.with_columns(
         (
             pl.col("signed")
             & pl.col("impression_present")
             & pl.col("impression_differs")
             & pl.col("no_leftovers")
         ).alias("compliant")
+    )
+
+
+def report_facts(studies: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFrame:
+    """Per report of ``studies``: its revision facts and its texts' writing checks.
+
+    Worked out once (the snapshot store keeps them) so that the metrics need
+    neither the revisions nor the texts; the checks use :data:`TEMPLATE_LEFTOVERS`.
+    """
+    reports = studies.filter(pl.col("report_id").is_not_null())
+    checks = reports.select("report_id", *_text_checks(list(TEMPLATE_LEFTOVERS))).with_columns(
+        (~pl.col("no_leftovers")).alias("has_leftovers")
+    )
+    return (
+        checks.join(revision_facts(revisions), on="report_id", how="left")
+        .select(list(REPORT_FACTS_SCHEMA))
+        .unique("report_id", keep="first", maintain_order=True)
     )
 
 

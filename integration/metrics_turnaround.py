@@ -52,6 +52,10 @@ def reading_population(frames: Frames) -> pl.DataFrame:
 
     Adds ``delivered_at``: when the ORU^R01 of the final version reached the clinic.
     """
+    return frames.derived("reading_population", lambda: _reading_population(frames))
+
+
+def _reading_population(frames: Frames) -> pl.DataFrame:
     studies = scoped(frames, frames.studies, "completed_at").filter(
         ~pl.col("quality_rejected").fill_null(False)
         & (pl.col("report_status").fill_null("") != ReportStatus.cancelled.value)
@@ -106,6 +110,12 @@ def turnaround(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
 
 def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
     """One row per study on the clock: its SLA deadlines and met / missed / pending."""
+    return frames.derived(
+        ("sla_outcomes", aware_utc(now)), lambda: _sla_outcomes(frames, now=now), volatile=True
+    )
+
+
+def _sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
     now = aware_utc(now)
     population = reading_population(frames)
     limit = timedelta(minutes=SLA_MINUTES)
