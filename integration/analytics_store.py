@@ -213,7 +213,7 @@ class AnalyticsStore:
                 current = self._on_disk(version)
             if current is None or self.clock() - current.built_at > self.max_age_seconds:
                 current = self._build(connection, version)
-        if self._current is None or self._current.folder != current.folder:
+        if current != self._current:
             self._memory.clear()
         self._current = current
         return current
