@@ -138,7 +138,8 @@ def monthly_report(
     )
 
 
-def _shown(figure: Figure) -> str:
+def shown(figure: Figure) -> str:
+    """A figure as the bureau reads it: 87.0% (87/100), 27.3 分钟, 1,234.00 元, or 无数据."""
     if figure.value is None:
         return "无数据"
     if figure.unit == "rate":
@@ -167,7 +168,7 @@ def to_text(report: KpiReport) -> str:
     lines = [f"{report.month} 关键指标（环比 {report.previous}）"]
     for this, before in report.figures:
         lines.append(
-            f"{this.label:<{width}}{_shown(this):<24}{_shown(before):<24}{change(this, before)}"
+            f"{this.label:<{width}}{shown(this):<24}{shown(before):<24}{change(this, before)}"
         )
     return "\n".join(lines) + "\n"
 

@@ -117,7 +117,7 @@ def two_months(filters: Filters | None = None) -> Frames:
             "modality": "DX",
             "exam_type_id": 100,
             "outcome": "refused",
-            "refusal_reason": "clinical_change",
+            "refusal_reason": "condition_changed",
             "clinician_id": 3,
             "avoided_fee_fen": 0,
             "decided_at": local(9, 6),
@@ -259,7 +259,7 @@ def test_other_pages_by_hand() -> None:
         0.5,
     )
     assert recognised.refusals_by_reason.select("refusal_reason", "refused").rows() == [
-        ("clinical_change", 1)
+        ("condition_changed", 1)
     ]
     assert recognised.by_clinic["clinic_name"].to_list() == ["甲镇卫生院"]
 
