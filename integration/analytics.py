@@ -507,7 +507,7 @@ class Dashboards:
         self.settings = settings
 
     def _frames(self, period: Period, filters: Filters) -> Frames:
-        return self.store.frames(*period.window, filters)
+        return self.store.frames(*period.window, filters, lean=True)
 
     def leader(
         self,

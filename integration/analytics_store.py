@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Engine, func, select
 from integration.metrics_frames import (
     DEFAULT_ZONE,
     NO_FILTERS,
+    TEXT_COLUMNS,
     Filters,
     Frames,
     load_frames,
@@ -200,7 +201,9 @@ class AnalyticsStore:
         self.memory_entries = memory_entries
         self.clock = clock
         self._current: Snapshot | None = None
-        self._memory: OrderedDict[tuple[str, datetime, datetime, Filters], Frames] = OrderedDict()
+        self._memory: OrderedDict[tuple[str, datetime, datetime, Filters, bool], Frames] = (
+            OrderedDict()
+        )
 
     # ------------------------------------------------------------ snapshots
 
@@ -258,17 +261,31 @@ class AnalyticsStore:
 
     # ------------------------------------------------------------ frames
 
-    def frames(self, start: datetime, end: datetime, filters: Filters = NO_FILTERS) -> Frames:
-        """The frames :func:`load_frames` would read for [start, end) and ``filters``."""
+    def frames(
+        self,
+        start: datetime,
+        end: datetime,
+        filters: Filters = NO_FILTERS,
+        *,
+        lean: bool = False,
+    ) -> Frames:
+        """The frames :func:`load_frames` would read for [start, end) and ``filters``.
+
+        ``lean``: without the report texts and revisions, which every metric can
+        do without thanks to the snapshot's per-report facts (and which are most
+        of the bytes).
+        """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("the window needs timezone-aware datetimes")
         snapshot = self.snapshot()
-        key = (snapshot.version.key, start.astimezone(UTC), end.astimezone(UTC), filters)
+        key = (snapshot.version.key, start.astimezone(UTC), end.astimezone(UTC), filters, lean)
         cached = self._memory.get(key)
         if cached is not None:
             self._memory.move_to_end(key)
             return cached
-        frames = read_snapshot(snapshot, start=key[1], end=key[2], filters=filters, zone=self.zone)
+        frames = read_snapshot(
+            snapshot, start=key[1], end=key[2], filters=filters, zone=self.zone, lean=lean
+        )
         self._memory[key] = frames
         while len(self._memory) > self.memory_entries:
             self._memory.popitem(last=False)
@@ -282,18 +299,26 @@ def read_snapshot(
     end: datetime,
     filters: Filters = NO_FILTERS,
     zone: str = DEFAULT_ZONE,
+    lean: bool = False,
 ) -> Frames:
-    """Scan the snapshot's files lazily: only the window's rows of the selected scope."""
+    """Scan the snapshot's files lazily: only the window's rows of the selected scope.
+
+    ``lean`` leaves out the report texts and the revisions (see :meth:`AnalyticsStore.frames`).
+    """
     windows = _windows(start.astimezone(UTC), end.astimezone(UTC))
     scope = _superset(filters)
     plans = []
     for name in FRAME_NAMES:
         scan = pl.scan_parquet(snapshot.path(name))
-        helpers = [c for c in scan.collect_schema().names() if c.startswith("_")]
+        unwanted = [c for c in scan.collect_schema().names() if c.startswith("_")]
+        if lean and name == "studies":
+            unwanted += TEXT_COLUMNS
         plan = scan.filter(windows[name] & scope)
+        if lean and name == "revisions":
+            plan = plan.head(0)
         if name in ("revisions", "deliveries"):
             plan = plan.drop(*SCOPE)
-        plans.append(plan.drop(helpers))
+        plans.append(plan.drop(unwanted))
     collected = dict(zip(FRAME_NAMES, pl.collect_all(plans), strict=True))
     reports = collected["studies"].select("report_id").drop_nulls()
     facts = pl.scan_parquet(snapshot.path(FACTS)).join(reports.lazy(), on="report_id", how="semi")

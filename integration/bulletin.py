@@ -221,7 +221,7 @@ def bulletin_from_store(
 ) -> Bulletin:
     """The bulletin of ``month`` from the store's snapshot (trends over twelve months)."""
     period = Period.month(month, settings.timezone).months_back(TREND_MONTHS)
-    frames = store.frames(*period.window)
+    frames = store.frames(*period.window, lean=True)
     return build_bulletin(
         frames,
         month=month,

@@ -139,6 +139,7 @@ DELIVERY_SCHEMA: Schema = {
     "delivered_at": UTC_TIME,
 }
 
+TEXT_COLUMNS = ("findings", "impression")  # the report's texts: the widest columns by far
 REPORT_FACTS_SCHEMA: Schema = {
     "report_id": pl.Int64(),
     "changed_in_revisions": pl.Boolean(),  # the first final differs from the preliminary
@@ -230,9 +231,11 @@ class Frames:
             ZoneInfo(self.zone)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"unknown time zone {self.zone!r}") from exc
+        # With the per-report facts worked out, the texts are not needed (lean frames).
+        optional = TEXT_COLUMNS if self.report_facts is not None else ()
         for name, schema in _SCHEMAS.items():
             present = getattr(self, name).schema
-            missing = [column for column in schema if column not in present]
+            missing = [c for c in schema if c not in present and c not in optional]
             if missing:
                 raise ValueError(f"frame {name} lacks columns {', '.join(missing)}")
         if self.report_facts is not None:

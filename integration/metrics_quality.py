@@ -221,6 +221,10 @@ def writing_checks(
                 (~flag("has_leftovers")).alias("no_leftovers"),
             )
         )
+    if "impression" not in reports.columns:
+        raise ValueError(
+            "these frames carry no report texts (lean): only the default leftovers can be checked"
+        )
     return _compliant(reports.with_columns(_signed(), *_text_checks(markers)))
 
 

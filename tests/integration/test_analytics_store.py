@@ -217,3 +217,24 @@ def test_naive_windows_are_refused(small_region: Database, tmp_path: Path) -> No
     store = AnalyticsStore(small_region.engine, tmp_path)
     with pytest.raises(ValueError, match="timezone-aware"):
         store.frames(datetime(2026, 1, 1), datetime(2026, 2, 1, tzinfo=UTC))
+
+
+def test_lean_frames_give_the_same_metrics_without_the_texts(
+    county: County, tmp_path: Path
+) -> None:
+    store = AnalyticsStore(county.database.engine, tmp_path, zone=county.settings.timezone)
+    lean = store.frames(*YEAR, lean=True)
+    full = county.frames(YEAR)
+    assert "findings" not in lean.studies.columns and lean.revisions.is_empty()
+    assert metrics.qc_indicators(lean, now=NOW) == metrics.qc_indicators(full, now=NOW)
+    assert_frame_equal(
+        metrics.corrections(lean, by=("radiologist",)),
+        metrics.corrections(full, by=("radiologist",)),
+    )
+    assert_frame_equal(
+        metrics.writing_compliance(lean, by=("month",)),
+        metrics.writing_compliance(full, by=("month",)),
+    )
+    with pytest.raises(ValueError, match="no report texts"):
+        metrics.writing_checks(lean, leftovers=("正常",))
+    assert store.frames(*YEAR, lean=True) is lean and store.frames(*YEAR) is not lean
