@@ -176,6 +176,31 @@ def _with_helpers(frames: Frames) -> dict[str, pl.DataFrame]:
     }
 
 
+def write_snapshot(
+    frames: Frames, root: Path, *, version: DataVersion, built_at: float
+) -> Snapshot:
+    """Write the frames of all time as ``root/snapshot-<version>``, renamed into place whole."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".building-{version.key}-{os.getpid()}-{time.monotonic_ns()}"
+    staging.mkdir()
+    folder = root / f"snapshot-{version.key}"
+    try:
+        for name, data in _with_helpers(frames).items():
+            data.write_parquet(staging / f"{name}.parquet", statistics=True)
+        facts = frames.report_facts
+        if facts is None:
+            facts = report_facts(frames.studies, frames.revisions)
+        facts.write_parquet(staging / f"{FACTS}.parquet", statistics=True)
+        manifest = {"format": SNAPSHOT_FORMAT, "ids": list(version.ids), "built_at": built_at}
+        (staging / MANIFEST).write_text(json.dumps(manifest))
+        if folder.exists():  # rebuilt for age, or another process built the same version
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Snapshot(folder=folder, version=version, built_at=built_at)
+
+
 class AnalyticsStore:
     """Frames for any window and filters, from a Parquet snapshot kept in step with the database.
 
@@ -235,24 +260,9 @@ class AnalyticsStore:
         """Read all of the history once and write it as one Parquet file per frame."""
         built_at = self.clock()
         frames = load_frames(connection, start=ALL_TIME[0], end=ALL_TIME[1], zone=self.zone)
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".building-{version.key}-{os.getpid()}-{time.monotonic_ns()}"
-        staging.mkdir()
-        try:
-            for name, data in _with_helpers(frames).items():
-                data.write_parquet(staging / f"{name}.parquet", statistics=True)
-            facts = report_facts(frames.studies, frames.revisions)
-            facts.write_parquet(staging / f"{FACTS}.parquet", statistics=True)
-            manifest = {"format": SNAPSHOT_FORMAT, "ids": list(version.ids), "built_at": built_at}
-            (staging / MANIFEST).write_text(json.dumps(manifest))
-            folder = self.root / f"snapshot-{version.key}"
-            if folder.exists():  # rebuilt for age, or another process built the same version
-                shutil.rmtree(folder, ignore_errors=True)
-            os.replace(staging, folder)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        self._remove_others(keep=folder)
-        return Snapshot(folder=folder, version=version, built_at=built_at)
+        snapshot = write_snapshot(frames, self.root, version=version, built_at=built_at)
+        self._remove_others(keep=snapshot.folder)
+        return snapshot
 
     def _remove_others(self, *, keep: Path) -> None:
         for old in self.root.glob("snapshot-*"):
