@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from integration.metrics_common import (
+    DIMENSION_COLUMNS,
     Dimension,
     Share,
     aggregate,
@@ -36,6 +37,7 @@ from integration.metrics_common import (
     ratio,
     rows,
     scoped,
+    scoped_where,
     share_of,
 )
 from integration.metrics_frames import REPORT_FACTS_SCHEMA, Frames
@@ -111,8 +113,11 @@ def finalised_reports(frames: Frames) -> pl.DataFrame:
 
 
 def _finalised_reports(frames: Frames) -> pl.DataFrame:
-    reports = scoped(frames, frames.studies, "finalised_at").filter(
-        pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
+    reports = scoped_where(
+        frames,
+        frames.studies,
+        "finalised_at",
+        pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES),
     )
     facts = (
         frames.report_facts if frames.report_facts is not None else revision_facts(frames.revisions)
@@ -326,8 +331,14 @@ def retake_rate(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame
     The technologist of a study is the one named on its QC events (the only
     place the data model records one); "" when the study has not been judged.
     """
-    studies = scoped(frames, frames.studies, "completed_at")
-    events = frames.qc_events.sort("study_id", "created_at", "qc_event_id")
+    arrived = scoped(frames, frames.studies, "completed_at")
+    wanted = ("study_id", "quality_rejected", *DIMENSION_COLUMNS.values())
+    studies = arrived.select(
+        [c for c in dict.fromkeys(wanted) if c in arrived.columns and c != "technologist"]
+    )
+    events = frames.qc_events.select(
+        "study_id", "created_at", "qc_event_id", "retake_requested", "technologist"
+    ).sort("study_id", "created_at", "qc_event_id")
     per_study = events.group_by("study_id", maintain_order=True).agg(
         pl.col("retake_requested").fill_null(False).any().alias("retake_event"),
         pl.col("technologist").filter(pl.col("technologist").fill_null("") != "").first(),

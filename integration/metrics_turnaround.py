@@ -32,9 +32,9 @@ from integration.metrics_common import (
     group_columns,
     minutes,
     rows,
-    scoped,
+    scoped_where,
 )
-from integration.metrics_frames import Frames
+from integration.metrics_frames import UTC_TIME, Frames
 from models.enums import Priority, ReportStatus
 
 SLA_MINUTES = 30
@@ -56,11 +56,22 @@ def reading_population(frames: Frames) -> pl.DataFrame:
 
 
 def _reading_population(frames: Frames) -> pl.DataFrame:
-    studies = scoped(frames, frames.studies, "completed_at").filter(
+    studies = scoped_where(
+        frames,
+        frames.studies,
+        "completed_at",
         ~pl.col("quality_rejected").fill_null(False)
-        & (pl.col("report_status").fill_null("") != ReportStatus.cancelled.value)
+        & (pl.col("report_status").fill_null("") != ReportStatus.cancelled.value),
     )
-    return studies.join(_final_deliveries(frames), on="report_id", how="left")
+    delivered = _final_deliveries(frames)
+    # A lookup rather than a join: a join would copy every column of the population.
+    return studies.with_columns(
+        pl.col("report_id")
+        .replace_strict(
+            delivered["report_id"], delivered["delivered_at"], default=None, return_dtype=UTC_TIME
+        )
+        .alias("delivered_at")
+    )
 
 
 def _final_deliveries(frames: Frames) -> pl.DataFrame:
@@ -90,7 +101,7 @@ def turnaround(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
     keys = group_columns(population, by, metric="turnaround")
     parts = []
     for step, begin, finish in TURNAROUND_STEPS:
-        timed = population.with_columns(minutes(begin, finish).alias("minutes")).filter(
+        timed = population.select(*keys, minutes(begin, finish).alias("minutes")).filter(
             pl.col("minutes").is_not_null()
         )
         summary = aggregate(
