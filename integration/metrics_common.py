@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 import polars as pl
 
 from integration.metrics_frames import Filters, Frames
+
+# Row-level rules are written once for both: eager frames (pages) and lazy scans (province KPIs).
+Table = TypeVar("Table", pl.DataFrame, pl.LazyFrame)
 
 Dimension = Literal[
     "reading_centre",

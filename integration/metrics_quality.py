@@ -28,6 +28,7 @@ from integration.metrics_common import (
     DIMENSION_COLUMNS,
     Dimension,
     Share,
+    Table,
     aggregate,
     aware_utc,
     count,
@@ -113,15 +114,20 @@ def finalised_reports(frames: Frames) -> pl.DataFrame:
 
 
 def _finalised_reports(frames: Frames) -> pl.DataFrame:
-    reports = scoped_where(
-        frames,
-        frames.studies,
-        "finalised_at",
-        pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES),
-    )
+    reports = scoped_where(frames, frames.studies, "finalised_at", is_signed_report())
     facts = (
         frames.report_facts if frames.report_facts is not None else revision_facts(frames.revisions)
     )
+    return with_correction_flags(reports, facts)
+
+
+def is_signed_report() -> pl.Expr:
+    """A report signed final (and perhaps amended or corrected since)."""
+    return pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
+
+
+def with_correction_flags(reports: Table, facts: Table) -> Table:
+    """Adds the revision facts and ``amended``, ``changed_at_audit`` and ``is_corrected``."""
     amended = (
         flag("amended_in_revisions")
         | pl.col("amended_at").is_not_null()
@@ -174,17 +180,10 @@ def critical_notifications(
     Also ``median_notify_minutes`` over those notified by ``now``.
     """
     now = aware_utc(now)
-    limit = timedelta(minutes=within_minutes)
     flagged = scoped(frames, frames.critical_results, "flagged_at")
-    due = pl.col("flagged_at") + limit
     notified = pl.col("notified_at").is_not_null() & (pl.col("notified_at") <= now)
     judged = flagged.with_columns(
-        pl.when(notified & (pl.col("notified_at") <= due))
-        .then(pl.lit("met"))
-        .when(notified | (due < now))
-        .then(pl.lit("missed"))
-        .otherwise(pl.lit("pending"))
-        .alias("status"),
+        critical_status(now, within_minutes=within_minutes).alias("status"),
         pl.when(notified)
         .then((pl.col("notified_at") - pl.col("flagged_at")).dt.total_seconds(fractional=True))
         .otherwise(None)
@@ -199,6 +198,19 @@ def critical_notifications(
     if keys:
         return summary.join(medians, on=keys, how="left", nulls_equal=True)
     return pl.concat([summary, medians], how="horizontal")
+
+
+def critical_status(now: datetime, *, within_minutes: int = CRITICAL_NOTIFY_MINUTES) -> pl.Expr:
+    """met / missed / pending of a critical result: notified within 10 min of flagging."""
+    due = pl.col("flagged_at") + timedelta(minutes=within_minutes)
+    notified = pl.col("notified_at").is_not_null() & (pl.col("notified_at") <= now)
+    return (
+        pl.when(notified & (pl.col("notified_at") <= due))
+        .then(pl.lit("met"))
+        .when(notified | (due < now))
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+    )
 
 
 def writing_checks(
@@ -218,19 +230,24 @@ def writing_checks(
     reports = finalised_reports(frames)
     markers = list(leftovers)
     if "has_leftovers" in reports.columns and tuple(markers) == TEMPLATE_LEFTOVERS:
-        return _compliant(
-            reports.with_columns(
-                _signed(),
-                flag("impression_present").alias("impression_present"),
-                flag("impression_differs").alias("impression_differs"),
-                (~flag("has_leftovers")).alias("no_leftovers"),
-            )
-        )
+        return with_writing_from_facts(reports)
     if "impression" not in reports.columns:
         raise ValueError(
             "these frames carry no report texts (lean): only the default leftovers can be checked"
         )
     return _compliant(reports.with_columns(_signed(), *_text_checks(markers)))
+
+
+def with_writing_from_facts(reports: Table) -> Table:
+    """The writing checks from the per-report facts (default leftovers), and ``compliant``."""
+    return _compliant(
+        reports.with_columns(
+            _signed(),
+            flag("impression_present").alias("impression_present"),
+            flag("impression_differs").alias("impression_differs"),
+            (~flag("has_leftovers")).alias("no_leftovers"),
+        )
+    )
 
 
 def _signed() -> pl.Expr:
@@ -254,7 +271,7 @@ def _text_checks(markers: list[str]) -> list[pl.Expr]:
     ]
 
 
-def _compliant(checked: pl.DataFrame) -> pl.DataFrame:
+def _compliant(checked: Table) -> Table:
     return checked.with_columns(
         (
             pl.col("signed")

@@ -26,6 +26,7 @@ import polars as pl
 
 from integration.metrics_common import (
     Dimension,
+    Table,
     aggregate,
     aware_utc,
     deadline_summary,
@@ -56,13 +57,7 @@ def reading_population(frames: Frames) -> pl.DataFrame:
 
 
 def _reading_population(frames: Frames) -> pl.DataFrame:
-    studies = scoped_where(
-        frames,
-        frames.studies,
-        "completed_at",
-        ~pl.col("quality_rejected").fill_null(False)
-        & (pl.col("report_status").fill_null("") != ReportStatus.cancelled.value),
-    )
+    studies = scoped_where(frames, frames.studies, "completed_at", on_the_clock())
     delivered = _final_deliveries(frames)
     # A lookup rather than a join: a join would copy every column of the population.
     return studies.with_columns(
@@ -127,13 +122,41 @@ def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
 
 
 def _sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
+    return with_sla_status(reading_population(frames), now=now)
+
+
+def on_the_clock() -> pl.Expr:
+    """The reading population's rule: not rejected for image quality, report not cancelled."""
+    return ~pl.col("quality_rejected").fill_null(False) & (
+        pl.col("report_status").fill_null("") != ReportStatus.cancelled.value
+    )
+
+
+def is_emergency() -> pl.Expr:
+    return pl.col("priority").fill_null("") == Priority.emergency.value
+
+
+def emergency_status(now: datetime, *, within_minutes: int = EMERGENCY_REPORT_MINUTES) -> pl.Expr:
+    """met / missed / pending of the emergency report indicator (final within 2 h of arrival)."""
+    due = pl.col("completed_at") + timedelta(minutes=within_minutes)
+    final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
+    return (
+        pl.when(final_done & (pl.col("finalised_at") <= due))
+        .then(pl.lit("met"))
+        .when(final_done | (due < now))
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+    )
+
+
+def with_sla_status(population: Table, *, now: datetime) -> Table:
+    """Adds the SLA deadlines, what is done by ``now``, and ``sla_status`` (met/missed/pending)."""
     now = aware_utc(now)
-    population = reading_population(frames)
     limit = timedelta(minutes=SLA_MINUTES)
     arrival = pl.col("completed_at")
     prelim_done = pl.col("preliminary_at").is_not_null() & (pl.col("preliminary_at") <= now)
     final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
-    emergency = pl.col("priority").fill_null("") == Priority.emergency.value
+    emergency = is_emergency()
 
     preliminary_due = pl.when(~emergency).then(arrival + limit)
     final_due = (
@@ -166,7 +189,7 @@ def _sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
         .then(pl.lit("met"))
         .otherwise(pl.lit("pending"))
     )
-    emergency_status = (
+    emergency_sla = (
         pl.when(pl.col("final_ok").is_null())
         .then(pl.lit("pending"))
         .when(pl.col("final_ok"))
@@ -184,7 +207,7 @@ def _sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
         .with_columns(prelim_state.alias("preliminary_ok"), final_state.alias("final_ok"))
         .with_columns(
             pl.when(pl.col("emergency"))
-            .then(emergency_status)
+            .then(emergency_sla)
             .otherwise(routine_status)
             .alias("sla_status")
         )
@@ -250,19 +273,10 @@ def emergency_reports(
 ) -> pl.DataFrame:
     """Emergency studies finalised within 2 h of arrival: total, met, missed, pending, rate."""
     now = aware_utc(now)
-    limit = timedelta(minutes=within_minutes)
-    emergencies = reading_population(frames).filter(
-        pl.col("priority").fill_null("") == Priority.emergency.value
-    )
-    due = pl.col("completed_at") + limit
-    final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
-    judged = emergencies.with_columns(
-        pl.when(final_done & (pl.col("finalised_at") <= due))
-        .then(pl.lit("met"))
-        .when(final_done | (due < now))
-        .then(pl.lit("missed"))
-        .otherwise(pl.lit("pending"))
-        .alias("status")
+    judged = (
+        reading_population(frames)
+        .filter(is_emergency())
+        .with_columns(emergency_status(now, within_minutes=within_minutes).alias("status"))
     )
     keys = group_columns(judged, by, metric="emergency reports")
     return deadline_summary(judged, keys, "status")
