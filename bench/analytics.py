@@ -12,10 +12,12 @@ Goals (issue 8):
   indicators, corrections, retakes, recognition, consultations, settlement)
   over 10M exams in <= 3 s with peak memory <= 2 GB. The exams are generated
   straight into the snapshot's Parquet format (the database side is the demo
-  part's business); a child process reads the year lazily (lean frames: only
-  what the metrics need) and computes the set, reporting its time and peak RSS
-  (``ru_maxrss``). Bound: a bare polars p50/p90 turnaround per clinic per month
-  over the same files, in its own child process.
+  part's business); a child process computes the set with
+  ``integration.kpi_lazy.lazy_figures`` (one lazy plan over the files, only
+  the columns each figure needs) and reports its time and peak RSS
+  (``ru_maxrss``, imports included). Bound: a bare polars p50/p90 turnaround
+  per clinic per month over the same files, in its own child process. Up to 1M
+  exams the eager engine's time on the same data is printed for comparison.
 
 ``--small`` (``make bench``): 20k demo exams and 1M KPI exams; the GOAL lines
 say so.
@@ -50,6 +52,7 @@ from integration.analytics_store import (
 from integration.database import Database
 from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.kpi import figures
+from integration.kpi_lazy import lazy_figures, scan_snapshot
 from integration.metrics_frames import (
     CARD_SCHEMA,
     CONSULTATION_SCHEMA,
@@ -60,6 +63,7 @@ from integration.metrics_frames import (
     REPORT_FACTS_SCHEMA,
     REVISION_SCHEMA,
     STUDY_SCHEMA,
+    Filters,
     Frames,
     Schema,
     load_frames,
@@ -362,9 +366,18 @@ def _child(kind: str, folder: str) -> int:
     settings = Settings()
     started = time.perf_counter()
     if kind == "kpi":
-        frames = read_snapshot(snapshot, start=YEAR_START, end=YEAR_END, lean=True)
-        result = figures(frames, settings=settings, now=YEAR_END)
+        result = lazy_figures(
+            scan_snapshot(snapshot),
+            start=YEAR_START,
+            end=YEAR_END,
+            filters=Filters(),
+            settings=settings,
+            now=YEAR_END,
+        )
         exams = int(result[0].value or 0)
+    elif kind == "eager":
+        frames = read_snapshot(snapshot, start=YEAR_START, end=YEAR_END, lean=True)
+        exams = int(figures(frames, settings=settings, now=YEAR_END)[0].value or 0)
     else:
         table = (
             pl.scan_parquet(snapshot.path("studies"))
@@ -415,6 +428,11 @@ def kpi_part(root: Path, exams: int) -> tuple[dict[str, float], dict[str, float]
     for _ in range(KPI_ROUNDS):  # alternating, each in a fresh process
         kpi.append(_run_child("kpi", snapshot.folder))
         bound.append(_run_child("bound", snapshot.folder))
+    if exams <= 1_000_000:  # for comparison: the eager engine (the pages' path) on the same data
+        eager = _run_child("eager", snapshot.folder)
+        print(
+            f"eager KPI set  {eager['seconds']:.2f} s / {eager['peak_mb']:.0f} MB (not the goal's path)"
+        )
     for name, runs in (("KPI set", kpi), ("bare group-by", bound)):
         print(
             f"{name:<14} "
