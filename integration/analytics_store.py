@@ -44,10 +44,10 @@ from integration.metrics_frames import (
     Frames,
     load_frames,
 )
-from integration.metrics_quality import report_facts
+from integration.metrics_quality import STUDY_FACTS, report_facts, with_study_facts
 from models import metadata
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 VERSION_TABLES = (
     "study",
     "report",
@@ -185,11 +185,14 @@ def write_snapshot(
     staging.mkdir()
     folder = root / f"snapshot-{version.key}"
     try:
-        for name, data in _with_helpers(frames).items():
-            data.write_parquet(staging / f"{name}.parquet", statistics=True)
         facts = frames.report_facts
         if facts is None:
             facts = report_facts(frames.studies, frames.revisions)
+        tables = _with_helpers(frames)
+        # The studies also carry their facts, so the province-scale figures need no join.
+        tables["studies"] = with_study_facts(tables["studies"], frames.qc_events, facts)
+        for name, data in tables.items():
+            data.write_parquet(staging / f"{name}.parquet", statistics=True)
         facts.write_parquet(staging / f"{FACTS}.parquet", statistics=True)
         manifest = {"format": SNAPSHOT_FORMAT, "ids": list(version.ids), "built_at": built_at}
         (staging / MANIFEST).write_text(json.dumps(manifest))
@@ -321,8 +324,10 @@ def read_snapshot(
     for name in FRAME_NAMES:
         scan = pl.scan_parquet(snapshot.path(name))
         unwanted = [c for c in scan.collect_schema().names() if c.startswith("_")]
-        if lean and name == "studies":
-            unwanted += TEXT_COLUMNS
+        if name == "studies":
+            unwanted += STUDY_FACTS
+            if lean:
+                unwanted += TEXT_COLUMNS
         plan = scan.filter(windows[name] & scope)
         if lean and name == "revisions":
             plan = plan.head(0)

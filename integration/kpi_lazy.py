@@ -26,11 +26,13 @@ from integration.metrics_common import Share, aware_utc, filter_expression, flag
 from integration.metrics_frames import Filters, Frames
 from integration.metrics_quality import (
     POSITIVE_RATE_MODALITIES,
+    STUDY_FACTS,
     QcIndicators,
     critical_status,
     is_signed_report,
     report_facts,
     with_correction_flags,
+    with_study_facts,
     with_writing_from_facts,
 )
 from integration.metrics_settlement import TariffPeriod, tariffs_from_settings
@@ -69,11 +71,12 @@ def scan_snapshot(snapshot: Snapshot) -> dict[str, pl.LazyFrame]:
 
 
 def frames_as_tables(frames: Frames) -> dict[str, pl.LazyFrame]:
-    """Eager frames as lazy tables (with their per-report facts), e.g. to check one by the other."""
+    """Eager frames as lazy tables, the studies with their facts as in a snapshot."""
     facts = frames.report_facts
     if facts is None:
         facts = report_facts(frames.studies, frames.revisions)
     tables = {name: getattr(frames, name).lazy() for name in FRAME_NAMES}
+    tables["studies"] = with_study_facts(frames.studies, frames.qc_events, facts).lazy()
     tables[FACTS] = facts.lazy()
     return tables
 
@@ -118,7 +121,7 @@ def lazy_figures(
     def within(column: pl.Expr) -> pl.Expr:
         return ((column >= start) & (column < end)).fill_null(False)
 
-    studies = tables["studies"].select(STUDY_COLUMNS)
+    studies = tables["studies"].select(*STUDY_COLUMNS, *STUDY_FACTS)
     exams = studies.filter(within(pl.coalesce("started_at", "received_at")) & scope).select(
         pl.len().cast(pl.Int64).alias("exams")
     )
@@ -144,8 +147,7 @@ def lazy_figures(
     )
     reports = with_writing_from_facts(
         with_correction_flags(
-            studies.filter(within(pl.col("finalised_at")) & scope & is_signed_report()),
-            tables[FACTS],
+            studies.filter(within(pl.col("finalised_at")) & scope & is_signed_report()), None
         )
     ).with_columns(rate.alias("rate_fen"), share.alias("clinic_share_fen"))
     ct_mr = pl.col("modality").is_in(list(POSITIVE_RATE_MODALITIES))
@@ -171,19 +173,9 @@ def lazy_figures(
             _count(pl.col("grade") == ImageGrade.A.value, "grade_a"),
         )
     )
-    retake_events = (
-        tables["qc_events"]
-        .select("study_id", "retake_requested")
-        .group_by("study_id")
-        .agg(pl.col("retake_requested").fill_null(False).any().alias("retake_event"))
-    )
-    retakes = (
-        arrived.select("study_id", "quality_rejected")
-        .join(retake_events, on="study_id", how="left")
-        .select(
-            pl.len().cast(pl.Int64).alias("studies"),
-            _count(flag("quality_rejected") | flag("retake_event"), "retakes"),
-        )
+    retakes = arrived.select(
+        pl.len().cast(pl.Int64).alias("studies"),
+        _count(flag("quality_rejected") | flag("retake_event"), "retakes"),
     )
     critical = (
         tables["critical_results"]

@@ -126,8 +126,11 @@ def is_signed_report() -> pl.Expr:
     return pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
 
 
-def with_correction_flags(reports: Table, facts: Table) -> Table:
-    """Adds the revision facts and ``amended``, ``changed_at_audit`` and ``is_corrected``."""
+def with_correction_flags(reports: Table, facts: Table | None) -> Table:
+    """Adds the revision facts and ``amended``, ``changed_at_audit`` and ``is_corrected``.
+
+    ``facts`` None: the reports carry the per-report fact columns already.
+    """
     amended = (
         flag("amended_in_revisions")
         | pl.col("amended_at").is_not_null()
@@ -136,9 +139,9 @@ def with_correction_flags(reports: Table, facts: Table) -> Table:
     changed = flag("changed_in_revisions") | (
         ~flag("has_revisions") & flag("corrected") & ~pl.col("amended")
     )
+    joined = reports if facts is None else reports.join(facts, on="report_id", how="left")
     return (
-        reports.join(facts, on="report_id", how="left")
-        .with_columns(amended.alias("amended"))
+        joined.with_columns(amended.alias("amended"))
         .with_columns(changed.alias("changed_at_audit"))
         .with_columns(
             (flag("corrected") | pl.col("amended") | pl.col("changed_at_audit")).alias(
@@ -280,6 +283,18 @@ def _compliant(checked: Table) -> Table:
             & pl.col("no_leftovers")
         ).alias("compliant")
     )
+
+
+STUDY_FACTS = (*list(REPORT_FACTS_SCHEMA)[1:], "retake_event")
+
+
+def with_study_facts(studies: Table, qc_events: Table, facts: Table) -> Table:
+    """Each study with its report's facts and ``retake_event`` (any of its QC events asked for
+    a retake): what the province-scale figures read instead of joining at query time."""
+    retakes = qc_events.group_by("study_id").agg(
+        pl.col("retake_requested").fill_null(False).any().alias("retake_event")
+    )
+    return studies.join(facts, on="report_id", how="left").join(retakes, on="study_id", how="left")
 
 
 def report_facts(studies: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFrame:
