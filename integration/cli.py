@@ -367,6 +367,27 @@ def _cmd_report_kpi(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report_bulletin(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.analytics_store import AnalyticsStore
+    from integration.bulletin import bulletin_from_store, bulletin_pdf
+    from integration.kpi import month_days
+
+    month_days(args.month)  # a malformed month is refused before any work
+    database = _upgraded(settings)
+    store = AnalyticsStore(database.engine, settings.data_dir / "analytics", zone=settings.timezone)
+    bulletin = bulletin_from_store(
+        store, month=args.month, settings=settings, now=datetime.now(UTC)
+    )
+    output = args.output or Path(f"bulletin-{args.month}.pdf")
+    output.write_bytes(bulletin_pdf(bulletin))
+    exams = bulletin.key_figures.filter(bulletin.key_figures["key"] == "exams")["value"]
+    print(f"{args.month}: operations bulletin ({int(exams.item() or 0)} exams) -> {output}")
+    database.dispose()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -486,6 +507,12 @@ def _parser() -> argparse.ArgumentParser:
     kpi.add_argument("--month", required=True, help="YYYY-MM")
     kpi.add_argument("--format", choices=("text", "csv"), default="text")
     kpi.set_defaults(handler=_cmd_report_kpi)
+    bulletin = report.add_parser(
+        "bulletin", help="the region's monthly operations bulletin (PDF) beside the month before"
+    )
+    bulletin.add_argument("--month", required=True, help="YYYY-MM")
+    bulletin.add_argument("--output", type=Path, help="file to write (default: in this folder)")
+    bulletin.set_defaults(handler=_cmd_report_bulletin)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True

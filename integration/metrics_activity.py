@@ -47,6 +47,10 @@ STATION_KEYS = ("clinic_id", "station_name", "modality")
 
 def performed_exams(frames: Frames) -> pl.DataFrame:
     """Studies performed in the window, keyed by the local time they were performed."""
+    return frames.derived("performed_exams", lambda: _performed_exams(frames))
+
+
+def _performed_exams(frames: Frames) -> pl.DataFrame:
     studies = frames.studies.with_columns(
         pl.coalesce("started_at", "received_at").alias("performed_at"),
         pl.col("station_name").fill_null(""),

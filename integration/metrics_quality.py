@@ -25,8 +25,10 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from integration.metrics_common import (
+    DIMENSION_COLUMNS,
     Dimension,
     Share,
+    Table,
     aggregate,
     aware_utc,
     count,
@@ -36,9 +38,10 @@ from integration.metrics_common import (
     ratio,
     rows,
     scoped,
+    scoped_where,
     share_of,
 )
-from integration.metrics_frames import Frames
+from integration.metrics_frames import REPORT_FACTS_SCHEMA, Frames
 from integration.metrics_turnaround import emergency_reports, sla_compliance
 from models.enums import ImageGrade, ReportStatus
 
@@ -107,10 +110,27 @@ def revision_facts(revisions: pl.DataFrame) -> pl.DataFrame:
 
 def finalised_reports(frames: Frames) -> pl.DataFrame:
     """Reports finalised in the window (keys by finalisation time) with correction facts."""
-    reports = scoped(frames, frames.studies, "finalised_at").filter(
-        pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
+    return frames.derived("finalised_reports", lambda: _finalised_reports(frames))
+
+
+def _finalised_reports(frames: Frames) -> pl.DataFrame:
+    reports = scoped_where(frames, frames.studies, "finalised_at", is_signed_report())
+    facts = (
+        frames.report_facts if frames.report_facts is not None else revision_facts(frames.revisions)
     )
-    facts = revision_facts(frames.revisions)
+    return with_correction_flags(reports, facts)
+
+
+def is_signed_report() -> pl.Expr:
+    """A report signed final (and perhaps amended or corrected since)."""
+    return pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES)
+
+
+def with_correction_flags(reports: Table, facts: Table | None) -> Table:
+    """Adds the revision facts and ``amended``, ``changed_at_audit`` and ``is_corrected``.
+
+    ``facts`` None: the reports carry the per-report fact columns already.
+    """
     amended = (
         flag("amended_in_revisions")
         | pl.col("amended_at").is_not_null()
@@ -119,9 +139,9 @@ def finalised_reports(frames: Frames) -> pl.DataFrame:
     changed = flag("changed_in_revisions") | (
         ~flag("has_revisions") & flag("corrected") & ~pl.col("amended")
     )
+    joined = reports if facts is None else reports.join(facts, on="report_id", how="left")
     return (
-        reports.join(facts, on="report_id", how="left")
-        .with_columns(amended.alias("amended"))
+        joined.with_columns(amended.alias("amended"))
         .with_columns(changed.alias("changed_at_audit"))
         .with_columns(
             (flag("corrected") | pl.col("amended") | pl.col("changed_at_audit")).alias(
@@ -163,17 +183,10 @@ def critical_notifications(
     Also ``median_notify_minutes`` over those notified by ``now``.
     """
     now = aware_utc(now)
-    limit = timedelta(minutes=within_minutes)
     flagged = scoped(frames, frames.critical_results, "flagged_at")
-    due = pl.col("flagged_at") + limit
     notified = pl.col("notified_at").is_not_null() & (pl.col("notified_at") <= now)
     judged = flagged.with_columns(
-        pl.when(notified & (pl.col("notified_at") <= due))
-        .then(pl.lit("met"))
-        .when(notified | (due < now))
-        .then(pl.lit("missed"))
-        .otherwise(pl.lit("pending"))
-        .alias("status"),
+        critical_status(now, within_minutes=within_minutes).alias("status"),
         pl.when(notified)
         .then((pl.col("notified_at") - pl.col("flagged_at")).dt.total_seconds(fractional=True))
         .otherwise(None)
@@ -188,6 +201,19 @@ def critical_notifications(
     if keys:
         return summary.join(medians, on=keys, how="left", nulls_equal=True)
     return pl.concat([summary, medians], how="horizontal")
+
+
+def critical_status(now: datetime, *, within_minutes: int = CRITICAL_NOTIFY_MINUTES) -> pl.Expr:
+    """met / missed / pending of a critical result: notified within 10 min of flagging."""
+    due = pl.col("flagged_at") + timedelta(minutes=within_minutes)
+    notified = pl.col("notified_at").is_not_null() & (pl.col("notified_at") <= now)
+    return (
+        pl.when(notified & (pl.col("notified_at") <= due))
+        .then(pl.lit("met"))
+        .when(notified | (due < now))
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+    )
 
 
 def writing_checks(
@@ -206,6 +232,33 @@ def writing_checks(
     """
     reports = finalised_reports(frames)
     markers = list(leftovers)
+    if "has_leftovers" in reports.columns and tuple(markers) == TEMPLATE_LEFTOVERS:
+        return with_writing_from_facts(reports)
+    if "impression" not in reports.columns:
+        raise ValueError(
+            "these frames carry no report texts (lean): only the default leftovers can be checked"
+        )
+    return _compliant(reports.with_columns(_signed(), *_text_checks(markers)))
+
+
+def with_writing_from_facts(reports: Table) -> Table:
+    """The writing checks from the per-report facts (default leftovers), and ``compliant``."""
+    return _compliant(
+        reports.with_columns(
+            _signed(),
+            flag("impression_present").alias("impression_present"),
+            flag("impression_differs").alias("impression_differs"),
+            (~flag("has_leftovers")).alias("no_leftovers"),
+        )
+    )
+
+
+def _signed() -> pl.Expr:
+    return pl.col("auditor_id").is_not_null().alias("signed")
+
+
+def _text_checks(markers: list[str]) -> list[pl.Expr]:
+    """impression_present, impression_differs and no_leftovers from the report's texts."""
     if markers:
         leftover = pl.col("findings").fill_null("").str.contains_any(
             markers, ascii_case_insensitive=True
@@ -214,18 +267,50 @@ def writing_checks(
         )
     else:
         leftover = pl.lit(False)
-    return reports.with_columns(
-        pl.col("auditor_id").is_not_null().alias("signed"),
+    return [
         (_normal_text("impression") != "").alias("impression_present"),
         (_normal_text("impression") != _normal_text("findings")).alias("impression_differs"),
         (~leftover).alias("no_leftovers"),
-    ).with_columns(
+    ]
+
+
+def _compliant(checked: Table) -> Table:
+    return checked.with_columns(
         (
             pl.col("signed")
             & pl.col("impression_present")
             & pl.col("impression_differs")
             & pl.col("no_leftovers")
         ).alias("compliant")
+    )
+
+
+STUDY_FACTS = (*list(REPORT_FACTS_SCHEMA)[1:], "retake_event")
+
+
+def with_study_facts(studies: Table, qc_events: Table, facts: Table) -> Table:
+    """Each study with its report's facts and ``retake_event`` (any of its QC events asked for
+    a retake): what the province-scale figures read instead of joining at query time."""
+    retakes = qc_events.group_by("study_id").agg(
+        pl.col("retake_requested").fill_null(False).any().alias("retake_event")
+    )
+    return studies.join(facts, on="report_id", how="left").join(retakes, on="study_id", how="left")
+
+
+def report_facts(studies: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFrame:
+    """Per report of ``studies``: its revision facts and its texts' writing checks.
+
+    Worked out once (the snapshot store keeps them) so that the metrics need
+    neither the revisions nor the texts; the checks use :data:`TEMPLATE_LEFTOVERS`.
+    """
+    reports = studies.filter(pl.col("report_id").is_not_null())
+    checks = reports.select("report_id", *_text_checks(list(TEMPLATE_LEFTOVERS))).with_columns(
+        (~pl.col("no_leftovers")).alias("has_leftovers")
+    )
+    return (
+        checks.join(revision_facts(revisions), on="report_id", how="left")
+        .select(list(REPORT_FACTS_SCHEMA))
+        .unique("report_id", keep="first", maintain_order=True)
     )
 
 
@@ -278,8 +363,14 @@ def retake_rate(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame
     The technologist of a study is the one named on its QC events (the only
     place the data model records one); "" when the study has not been judged.
     """
-    studies = scoped(frames, frames.studies, "completed_at")
-    events = frames.qc_events.sort("study_id", "created_at", "qc_event_id")
+    arrived = scoped(frames, frames.studies, "completed_at")
+    wanted = ("study_id", "quality_rejected", *DIMENSION_COLUMNS.values())
+    studies = arrived.select(
+        [c for c in dict.fromkeys(wanted) if c in arrived.columns and c != "technologist"]
+    )
+    events = frames.qc_events.select(
+        "study_id", "created_at", "qc_event_id", "retake_requested", "technologist"
+    ).sort("study_id", "created_at", "qc_event_id")
     per_study = events.group_by("study_id", maintain_order=True).agg(
         pl.col("retake_requested").fill_null(False).any().alias("retake_event"),
         pl.col("technologist").filter(pl.col("technologist").fill_null("") != "").first(),

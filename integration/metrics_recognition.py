@@ -62,6 +62,10 @@ def _clinician() -> pl.Expr:
 
 def recognition_prompts(frames: Frames) -> pl.DataFrame:
     """One row per prompt in the window: decided (accepted/refused) or unanswered."""
+    return frames.derived("recognition_prompts", lambda: _recognition_prompts(frames))
+
+
+def _recognition_prompts(frames: Frames) -> pl.DataFrame:
     decisions = scoped(frames, frames.decisions, "decided_at").with_columns(_clinician())
     answered = frames.decisions["card_id"].drop_nulls().unique().to_list()
     reference = pl.col("clinician_ref").fill_null("")

@@ -27,6 +27,18 @@ SIGNED_STATUSES = (
     ReportStatus.amended.value,
     ReportStatus.corrected.value,
 )
+LINE_KEYS = (
+    "report_id",
+    "study_id",
+    "accession_number",
+    "reading_centre_id",
+    "clinic_id",
+    "exam_type_id",
+    "modality",
+    "finalised_at",
+    "day",
+    "half_year",
+)
 TOTAL_COLUMNS = ("reports", "body_parts", "amount_fen", "clinic_fen", "bureau_fen")
 
 
@@ -91,7 +103,9 @@ def settlement_lines(frames: Frames, *, tariffs: Sequence[TariffPeriod]) -> pl.D
     reports = (
         scoped(frames, frames.studies, "finalised_at")
         .filter(pl.col("report_id").is_not_null() & pl.col("report_status").is_in(SIGNED_STATUSES))
-        .with_columns(pl.col("body_part_count").fill_null(1).cast(pl.Int64).alias("body_parts"))
+        .select(
+            *LINE_KEYS, pl.col("body_part_count").fill_null(1).cast(pl.Int64).alias("body_parts")
+        )
         .sort("day", "report_id")
     )
     priced = reports.join_asof(

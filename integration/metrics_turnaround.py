@@ -26,15 +26,16 @@ import polars as pl
 
 from integration.metrics_common import (
     Dimension,
+    Table,
     aggregate,
     aware_utc,
     deadline_summary,
     group_columns,
     minutes,
     rows,
-    scoped,
+    scoped_where,
 )
-from integration.metrics_frames import Frames
+from integration.metrics_frames import UTC_TIME, Frames
 from models.enums import Priority, ReportStatus
 
 SLA_MINUTES = 30
@@ -52,11 +53,20 @@ def reading_population(frames: Frames) -> pl.DataFrame:
 
     Adds ``delivered_at``: when the ORU^R01 of the final version reached the clinic.
     """
-    studies = scoped(frames, frames.studies, "completed_at").filter(
-        ~pl.col("quality_rejected").fill_null(False)
-        & (pl.col("report_status").fill_null("") != ReportStatus.cancelled.value)
+    return frames.derived("reading_population", lambda: _reading_population(frames))
+
+
+def _reading_population(frames: Frames) -> pl.DataFrame:
+    studies = scoped_where(frames, frames.studies, "completed_at", on_the_clock())
+    delivered = _final_deliveries(frames)
+    # A lookup rather than a join: a join would copy every column of the population.
+    return studies.with_columns(
+        pl.col("report_id")
+        .replace_strict(
+            delivered["report_id"], delivered["delivered_at"], default=None, return_dtype=UTC_TIME
+        )
+        .alias("delivered_at")
     )
-    return studies.join(_final_deliveries(frames), on="report_id", how="left")
 
 
 def _final_deliveries(frames: Frames) -> pl.DataFrame:
@@ -86,7 +96,7 @@ def turnaround(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
     keys = group_columns(population, by, metric="turnaround")
     parts = []
     for step, begin, finish in TURNAROUND_STEPS:
-        timed = population.with_columns(minutes(begin, finish).alias("minutes")).filter(
+        timed = population.select(*keys, minutes(begin, finish).alias("minutes")).filter(
             pl.col("minutes").is_not_null()
         )
         summary = aggregate(
@@ -106,13 +116,47 @@ def turnaround(frames: Frames, *, by: Sequence[Dimension] = ()) -> pl.DataFrame:
 
 def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
     """One row per study on the clock: its SLA deadlines and met / missed / pending."""
+    return frames.derived(
+        ("sla_outcomes", aware_utc(now)), lambda: _sla_outcomes(frames, now=now), volatile=True
+    )
+
+
+def _sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
+    return with_sla_status(reading_population(frames), now=now)
+
+
+def on_the_clock() -> pl.Expr:
+    """The reading population's rule: not rejected for image quality, report not cancelled."""
+    return ~pl.col("quality_rejected").fill_null(False) & (
+        pl.col("report_status").fill_null("") != ReportStatus.cancelled.value
+    )
+
+
+def is_emergency() -> pl.Expr:
+    return pl.col("priority").fill_null("") == Priority.emergency.value
+
+
+def emergency_status(now: datetime, *, within_minutes: int = EMERGENCY_REPORT_MINUTES) -> pl.Expr:
+    """met / missed / pending of the emergency report indicator (final within 2 h of arrival)."""
+    due = pl.col("completed_at") + timedelta(minutes=within_minutes)
+    final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
+    return (
+        pl.when(final_done & (pl.col("finalised_at") <= due))
+        .then(pl.lit("met"))
+        .when(final_done | (due < now))
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+    )
+
+
+def with_sla_status(population: Table, *, now: datetime) -> Table:
+    """Adds the SLA deadlines, what is done by ``now``, and ``sla_status`` (met/missed/pending)."""
     now = aware_utc(now)
-    population = reading_population(frames)
     limit = timedelta(minutes=SLA_MINUTES)
     arrival = pl.col("completed_at")
     prelim_done = pl.col("preliminary_at").is_not_null() & (pl.col("preliminary_at") <= now)
     final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
-    emergency = pl.col("priority").fill_null("") == Priority.emergency.value
+    emergency = is_emergency()
 
     preliminary_due = pl.when(~emergency).then(arrival + limit)
     final_due = (
@@ -145,7 +189,7 @@ def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
         .then(pl.lit("met"))
         .otherwise(pl.lit("pending"))
     )
-    emergency_status = (
+    emergency_sla = (
         pl.when(pl.col("final_ok").is_null())
         .then(pl.lit("pending"))
         .when(pl.col("final_ok"))
@@ -163,7 +207,7 @@ def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
         .with_columns(prelim_state.alias("preliminary_ok"), final_state.alias("final_ok"))
         .with_columns(
             pl.when(pl.col("emergency"))
-            .then(emergency_status)
+            .then(emergency_sla)
             .otherwise(routine_status)
             .alias("sla_status")
         )
@@ -229,19 +273,10 @@ def emergency_reports(
 ) -> pl.DataFrame:
     """Emergency studies finalised within 2 h of arrival: total, met, missed, pending, rate."""
     now = aware_utc(now)
-    limit = timedelta(minutes=within_minutes)
-    emergencies = reading_population(frames).filter(
-        pl.col("priority").fill_null("") == Priority.emergency.value
-    )
-    due = pl.col("completed_at") + limit
-    final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
-    judged = emergencies.with_columns(
-        pl.when(final_done & (pl.col("finalised_at") <= due))
-        .then(pl.lit("met"))
-        .when(final_done | (due < now))
-        .then(pl.lit("missed"))
-        .otherwise(pl.lit("pending"))
-        .alias("status")
+    judged = (
+        reading_population(frames)
+        .filter(is_emergency())
+        .with_columns(emergency_status(now, within_minutes=within_minutes).alias("status"))
     )
     keys = group_columns(judged, by, metric="emergency reports")
     return deadline_summary(judged, keys, "status")
