@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import polars as pl
 from sqlmodel import Session
 
-from integration import administration, clinic, prior_check, reading_desk
+from integration import administration, analytics_portal, clinic, prior_check, reading_desk
 from integration.accounts import LoginFailed, SignedInUser, authenticate
+from integration.analytics import Dashboards
+from integration.analytics_store import AnalyticsStore
 from integration.database import Database
 from integration.overview import FacilityOverview, facility_overview
 from integration.permissions import Actor
@@ -72,6 +75,16 @@ class PortalServices:
             return facility_overview(
                 session, facility_id=facility_id, now=datetime.now(UTC), zone=self.settings.zone
             )
+
+    @functools.cached_property
+    def dashboards(self) -> Dashboards:
+        """The analytics pages' data, from one snapshot store per process."""
+        store = AnalyticsStore(
+            self.database.engine,
+            self.settings.data_dir / "analytics",
+            zone=self.settings.timezone,
+        )
+        return Dashboards(store, self.settings)
 
     @property
     def calendar(self) -> ReadingCalendar:
@@ -647,6 +660,60 @@ class PortalServices:
     def _today(self) -> date:
         """The region's calendar day (QC periods are local dates)."""
         return datetime.now(self.settings.zone).date()
+
+    # Analytics --------------------------------------------------------------------------
+
+    def analytics_choices(self, user_id: int) -> analytics_portal.FilterChoices:
+        with self.acting(user_id) as (session, actor):
+            return analytics_portal.filter_choices(session, actor=actor)
+
+    def analytics_tables(
+        self, user_id: int, query: analytics_portal.AnalyticsQuery
+    ) -> dict[str, pl.DataFrame]:
+        with self.acting(user_id) as (_, actor):
+            return analytics_portal.page_tables(
+                self.dashboards, actor=actor, query=query, now=datetime.now(UTC)
+            )
+
+    def analytics_export(
+        self,
+        user_id: int,
+        query: analytics_portal.AnalyticsQuery,
+        *,
+        table: str,
+        fmt: str,
+        headers: Mapping[str, str],
+    ) -> tuple[str, bytes]:
+        with self.acting(user_id) as (session, actor):
+            return analytics_portal.export_table(
+                session,
+                self.dashboards,
+                actor=actor,
+                query=query,
+                table=table,
+                fmt=fmt,
+                headers=headers,
+                now=datetime.now(UTC),
+            )
+
+    def settlement_statement(
+        self, user_id: int, half_year: str, hospital_code: str | None
+    ) -> tuple[str, bytes]:
+        with self.acting(user_id) as (session, actor):
+            return analytics_portal.settlement_statement(
+                session,
+                actor=actor,
+                half_year=half_year,
+                hospital_code=hospital_code,
+                settings=self.settings,
+                now=datetime.now(UTC),
+            )
+
+    def monthly_bulletin(self, user_id: int, month: str) -> tuple[str, bytes]:
+        with self.acting(user_id) as (session, actor):
+            return analytics_portal.monthly_bulletin(
+                session, self.dashboards, actor=actor, month=month, now=datetime.now(UTC)
+            )
 
 
 @functools.cache

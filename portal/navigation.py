@@ -26,6 +26,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem(routes.CLINIC, "nav_clinic", Action.view_clinic),
     NavItem(routes.PRIORS, "nav_priors", Action.check_priors),
     NavItem(routes.REFUSAL_AUDIT, "nav_refusal_audit", Action.review_refusals),
+    NavItem(routes.ANALYTICS_HOME, "nav_analytics", Action.view_analytics),
     NavItem(routes.ADMIN_USERS, "nav_admin_users", Action.manage_users),
     NavItem(routes.ADMIN_FACILITIES, "nav_admin_facilities", Action.manage_facilities),
     NavItem(routes.ADMIN_CATALOGUE, "nav_admin_catalogue", Action.manage_catalogue),

@@ -14,6 +14,9 @@ CLINIC: Final = "/clinic"
 # A signed report as the clinic reads and prints it: /report/<study id>
 REPORT: Final = "/report/[study_id]"
 PRIORS: Final = "/priors"
+# The bureau's figures: /analytics/overview (the leader's dashboard), /analytics/turnaround, ...
+ANALYTICS: Final = "/analytics/[topic]"
+ANALYTICS_HOME: Final = "/analytics/overview"
 REFUSAL_AUDIT: Final = "/refusal-audit"
 ADMIN_USERS: Final = "/admin/users"
 ADMIN_FACILITIES: Final = "/admin/facilities"

@@ -24,9 +24,14 @@ EXPECTED: dict[Role, set[Action]] = {
     },
     Role.technologist: {Action.view_clinic, Action.acknowledge_critical},
     Role.clinician: {Action.view_clinic, Action.acknowledge_critical, Action.check_priors},
-    Role.admin: {Action.manage_users, Action.manage_facilities, Action.manage_catalogue},
-    Role.leader: set(),
-    Role.qc: {Action.review_refusals},
+    Role.admin: {
+        Action.manage_users,
+        Action.manage_facilities,
+        Action.manage_catalogue,
+        Action.view_analytics,
+    },
+    Role.leader: {Action.view_analytics},
+    Role.qc: {Action.review_refusals, Action.view_analytics},
 }
 
 
