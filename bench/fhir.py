@@ -77,7 +77,7 @@ from fhir.mapping import (  # noqa: E402
 from fhir.search import parse_search  # noqa: E402
 from integration.api_clients import create_client  # noqa: E402
 from integration.database import Database  # noqa: E402
-from integration.fhir_exchange import send_fhir  # noqa: E402
+from integration.fhir_exchange import FHIR_BATCHING, send_fhir  # noqa: E402
 from integration.fhir_store import put_resource, read_resource, search  # noqa: E402
 from integration.outbox import OUTBOX, OutboxWorker, enqueue  # noqa: E402
 from integration.settings import Settings  # noqa: E402
@@ -684,6 +684,7 @@ def drain(
                         parcel, settings=settings, client=client
                     )
                 },
+                batching={OutboxChannel.fhir: FHIR_BATCHING},
             )
             delivered = 0
             started = time.perf_counter()
