@@ -89,8 +89,7 @@ class TransactionBatch:
 
     def __init__(self) -> None:
         self._entries: list[dict[str, Any]] = []
-        self._taken: set[str] = set()  # the entries taken, as canonical JSON
-        self._claims: set[str] = set()  # fullUrls, ids and identifier values they touch
+        self._holders: dict[str, int] = {}  # fullUrl, id or identifier value -> entry index
         self.bundles = 0
 
     def add(self, bundle: Mapping[str, Any]) -> bool:
@@ -100,23 +99,21 @@ class TransactionBatch:
         if bundle.get("resourceType") != "Bundle" or not isinstance(bundle.get("entry", []), list):
             return False
         new: list[dict[str, Any]] = []
-        taken: set[str] = set()
-        claims: set[str] = set()
+        holders: dict[str, int] = {}
         for entry in bundle.get("entry") or []:
-            found = _claims(entry)
-            if found is None:
+            claims = _claims(entry)
+            if claims is None:
                 return False
-            signature = json.dumps(entry, sort_keys=True, ensure_ascii=False)
-            if signature in self._taken and _repeatable(entry):
-                continue  # the same write again: it would leave the same state
-            if found & self._claims:
+            held = [self._holders[claim] for claim in claims if claim in self._holders]
+            if held:
+                if _repeatable(entry) and entry == self._entries[held[0]]:
+                    continue  # the same write again: it would leave the same state
                 return False
+            index = len(self._entries) + len(new)
             new.append(entry)
-            taken.add(signature)
-            claims |= found
+            holders.update(dict.fromkeys(claims, index))
         self._entries += new
-        self._taken |= taken
-        self._claims |= claims
+        self._holders.update(holders)
         self.bundles += 1
         return True
 
