@@ -23,7 +23,8 @@ Push: transaction Bundles of 5 resources (Patient, Organization,
 ServiceRequest, Endpoint, ImagingStudy from the real mappers, as the hub
 queues them) are queued in a county database and delivered by the
 ``OutboxWorker`` with ``send_fhir`` to a second ``huren serve`` (the
-province, which validates and stores them). The bound is the same POSTs of
+province, which validates and stores them), merging up to 25 queued Bundles
+into one transaction as the hub does (``FHIR_BATCHING``). The bound is the same POSTs of
 the same payloads sent sequentially with httpx, without an outbox, to the
 plain app's endpoint that reads the body and answers 200. Also printed: the
 same payloads POSTed straight to another fresh province without the outbox
