@@ -23,14 +23,15 @@ Push: transaction Bundles of 5 resources (Patient, Organization,
 ServiceRequest, Endpoint, ImagingStudy from the real mappers, as the hub
 queues them) are queued in a county database and delivered by the
 ``OutboxWorker`` with ``send_fhir`` to a second ``huren serve`` (the
-province, which validates and stores them), merging up to 25 queued Bundles
-into one transaction as the hub does (``FHIR_BATCHING``). The bound is the same POSTs of
-the same payloads sent sequentially with httpx, without an outbox, to the
-plain app's endpoint that reads the body and answers 200. Also printed: the
-same payloads POSTed straight to another fresh province without the outbox
-(what receiving costs). The three take turns over the same rounds, each
-round with its own share of the Bundles. Ratios are ours / bound: above 1 is
-slower for latencies, below 1 is slower for rates.
+province, which validates and stores them), up to 25 queued Bundles merged
+into one transaction as the hub does (``FHIR_BATCHING``). The bound is the
+same POSTs of the same payloads sent sequentially with httpx, without an
+outbox, to the plain app's endpoint that reads the body and answers 200.
+Also printed: the same payloads POSTed one by one straight to another fresh
+province without the outbox (what receiving them singly costs). The three
+take turns over the same rounds, each round with its own share of the
+Bundles. Ratios are ours / bound: above 1 is slower for latencies, below 1 is
+slower for rates.
 """
 
 from __future__ import annotations
