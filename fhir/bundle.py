@@ -83,13 +83,17 @@ class TransactionBatch:
     equal to one already taken is dropped (a study's Organization and Endpoint
     recur in every Bundle): applied again it would change nothing. Identifiers
     are compared by value alone, whatever their system, so a doubt splits the
-    batch instead of merging it. Bundles with anything but conditional or
-    identified PUT and POST entries are refused, and travel on their own.
+    batch instead of merging it. Bundles with anything but conditional PUT and
+    POST entries are refused, and travel on their own: an update by id could
+    take away an identifier a later Bundle matches on. (A conditional update
+    can too, when its resource has lost an identifier the stored copy still
+    has and a later Bundle in the batch matches on exactly that one: merged,
+    that Bundle updates the resource instead of creating another.)
     """
 
     def __init__(self) -> None:
         self._entries: list[dict[str, Any]] = []
-        self._holders: dict[str, int] = {}  # fullUrl, id or identifier value -> entry index
+        self._holders: dict[str, int] = {}  # fullUrl or identifier value -> entry index
         self.bundles = 0
 
     def add(self, bundle: Mapping[str, Any]) -> bool:
@@ -144,8 +148,7 @@ def _claims(entry: Any) -> set[str] | None:
         if isinstance(identifier, dict) and identifier.get("value"):
             claims.add(f"identifier {resource_type} {identifier['value']}")
     if method == "PUT" and "?" not in url:
-        claims.add(f"id {url.strip('/')}")
-        return claims
+        return None  # an update by id: which identifiers it takes away is unknown here
     query = url.partition("?")[2] if method == "PUT" else condition
     if method == "POST" and not condition:
         return claims

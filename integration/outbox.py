@@ -273,7 +273,8 @@ class OutboxWorker:
         delivered: list[Parcel] = []
         position = 0
         while position < len(parcels):
-            group, combined = self._group(parcels[position:])
+            # merging parses and writes JSON: off the event loop, which serves the hub's I/O
+            group, combined = await asyncio.to_thread(self._group, parcels[position:])
             if combined is not None:
                 problem = await self._attempt(combined)
                 if problem is None:
