@@ -27,7 +27,7 @@ from integration.database import Database
 from integration.dicomweb import DicomWeb
 from integration.directory import Directory
 from integration.fhir_api import FhirApi
-from integration.fhir_exchange import send_fhir
+from integration.fhir_exchange import FHIR_BATCHING, send_fhir
 from integration.http import build_http_app
 from integration.imaging import CallerPolicy, Stabiliser, StudyQueryService, WorklistService
 from integration.intake import Intake
@@ -139,6 +139,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                     parcel, settings=settings, client=upstream
                 ),
             },
+            batching={OutboxChannel.fhir: FHIR_BATCHING},
         )
         _in_background(stack, "outbox", worker.run)
 

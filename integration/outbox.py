@@ -6,6 +6,11 @@ retried with exponential backoff, and dead-lettered with the last error after
 the configured number of attempts. A crash between sending and recording the
 delivery means one more send: receivers deduplicate (the payload, and with it
 the HL7 control id or FHIR identifiers, never changes).
+
+A channel may let consecutive rows to one destination travel as one message
+(``Batching``: FHIR transaction Bundles merge into one transaction). If such
+a message fails, its rows are sent again one by one, so only the row that the
+receiver refuses is retried or dead-lettered, never its innocent neighbours.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
@@ -54,6 +60,25 @@ class Parcel:
 
 
 Sender = Callable[[Parcel], Awaitable[None]]
+
+
+class Combiner(Protocol):
+    """Folds consecutive payloads to one destination into one message, while they go together."""
+
+    def add(self, payload: bytes) -> bool:
+        """Take ``payload`` in (True), or leave the message as it is (False)."""
+
+    def payload(self) -> bytes:
+        """The message carrying every payload taken."""
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How many of a channel's rows may travel in one message, and how they are combined."""
+
+    combiner: Callable[[], Combiner]
+    most: int = 20  # rows in one message
+    max_bytes: int = 1 << 20  # their payloads together, well under a receiver's body limit
 
 
 def enqueue(
@@ -166,6 +191,7 @@ class OutboxWorker:
         database: Database,
         settings: Settings,
         senders: dict[OutboxChannel, Sender],
+        batching: dict[OutboxChannel, Batching] | None = None,
         batch: int = 50,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -173,6 +199,7 @@ class OutboxWorker:
         self._database = database
         self._settings = settings
         self._senders = senders
+        self._batching = batching or {}
         self._batch = batch
         self._clock = clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{id(self):x}"[:64]
@@ -239,24 +266,81 @@ class OutboxWorker:
         One transaction for a round's deliveries instead of one each: a crash
         before it commits means those parcels are sent once more, which the
         receivers take as a repeat (the same HL7 control id, the same FHIR
-        conditional updates).
+        conditional updates). A combined message that fails is followed at once
+        by its parcels one by one, and the first of them to fail is the one
+        whose failure is recorded.
         """
         delivered: list[Parcel] = []
-        for index, parcel in enumerate(parcels):
-            sender = self._senders.get(parcel.channel)
-            try:
-                if sender is None:
-                    raise DeliveryError(f"no sender for channel {parcel.channel.value}")
-                await sender(parcel)
-            except Exception as exc:  # any failure is recorded on the row, then retried
-                retryable = not isinstance(exc, DeliveryError) or exc.retryable
-                await asyncio.to_thread(self._record_deliveries, delivered)
-                await asyncio.to_thread(self._record_failure, parcel, exc, retryable)
-                await asyncio.to_thread(self._release, [p.id for p in parcels[index + 1 :]])
-                return len(delivered)
-            delivered.append(parcel)
+        position = 0
+        while position < len(parcels):
+            # merging parses and writes JSON: off the event loop, which serves the hub's I/O
+            group, combined = await asyncio.to_thread(self._group, parcels[position:])
+            if combined is not None:
+                problem = await self._attempt(combined)
+                if problem is None:
+                    delivered += group
+                    position += len(group)
+                    continue
+                log.info(
+                    "%d messages to %s together failed (%s); sending them one by one",
+                    len(group),
+                    combined.destination,
+                    problem,
+                )
+            for parcel in group:
+                problem = await self._attempt(parcel)
+                if problem is not None:
+                    retryable = not isinstance(problem, DeliveryError) or problem.retryable
+                    await asyncio.to_thread(self._record_deliveries, delivered)
+                    await asyncio.to_thread(self._record_failure, parcel, problem, retryable)
+                    await asyncio.to_thread(self._release, [p.id for p in parcels[position + 1 :]])
+                    return len(delivered)
+                delivered.append(parcel)
+                position += 1
         await asyncio.to_thread(self._record_deliveries, delivered)
         return len(delivered)
+
+    def _group(self, parcels: Sequence[Parcel]) -> tuple[list[Parcel], Parcel | None]:
+        """The first parcels that may travel together, and the message carrying them (or None).
+
+        A parcel that failed before travels alone, so a receiver's trouble with
+        it costs one request per retry and not two.
+        """
+        first = parcels[0]
+        batching = self._batching.get(first.channel)
+        if batching is None or batching.most < 2 or first.attempts:
+            return [first], None
+        combiner = batching.combiner()
+        if not combiner.add(first.payload):
+            return [first], None
+        group, size = [first], len(first.payload)
+        for parcel in parcels[1 : batching.most]:
+            size += len(parcel.payload)
+            if parcel.channel != first.channel or parcel.attempts or size > batching.max_bytes:
+                break
+            if not combiner.add(parcel.payload):
+                break
+            group.append(parcel)
+        if len(group) == 1:
+            return group, None
+        combined = replace(
+            first,
+            idempotency_key=f"{first.idempotency_key} and {len(group) - 1} more",
+            payload=combiner.payload(),
+            attempts=0,
+        )
+        return group, combined
+
+    async def _attempt(self, parcel: Parcel) -> BaseException | None:
+        """Send one message; the failure, if any (a missing sender is one)."""
+        sender = self._senders.get(parcel.channel)
+        try:
+            if sender is None:
+                raise DeliveryError(f"no sender for channel {parcel.channel.value}")
+            await sender(parcel)
+        except Exception as exc:  # any failure is recorded on the row, then retried
+            return exc
+        return None
 
     def _claim(self) -> list[Parcel]:
         now = self._clock()

@@ -26,6 +26,7 @@ from fhir_samples import (
     township,
 )
 
+from fhir.bundle import TransactionBatch
 from fhir.identifiers import SID
 from fhir.mapping import (
     diagnostic_report_from,
@@ -191,6 +192,112 @@ def test_empty_transaction() -> None:
     bundle = transaction_bundle([])
     assert bundle.type == "transaction"
     assert bundle.entry is None
+
+
+def _put(
+    resource_type: str, value: str, *, system: str = SID + "x", **fields: Any
+) -> dict[str, Any]:
+    """A conditional-update entry as nodes send them (fullUrl from type and value)."""
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, resource_type + value)}",
+        "resource": {
+            "resourceType": resource_type,
+            "identifier": [{"system": system, "value": value}],
+            **fields,
+        },
+        "request": {"method": "PUT", "url": f"{resource_type}?identifier={system}|{value}"},
+    }
+
+
+def _transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def test_a_batch_merges_bundles_in_order_and_drops_repeated_entries() -> None:
+    organization = _put("Organization", "T01", name="镇卫生院")
+    first = _transaction(organization, _put("Patient", "p1"), _put("ImagingStudy", "s1"))
+    second = _transaction(
+        json.loads(json.dumps(organization)), _put("Patient", "p2"), _put("ImagingStudy", "s2")
+    )
+    batch = TransactionBatch()
+    assert batch.add(first) and batch.add(second) and batch.bundles == 2
+    merged = batch.bundle()
+    assert merged["type"] == "transaction"
+    assert [e["resource"]["identifier"][0]["value"] for e in merged["entry"]] == [
+        "T01",
+        "p1",
+        "s1",
+        "p2",
+        "s2",
+    ]
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        _put("Patient", "p1", name=[{"text": "改名"}]),  # the same patient, changed
+        _put("Patient", "p1", system=SID + "other"),  # the same value in another system
+        {  # a target only in the url, carried by an earlier entry's resource
+            "resource": {"resourceType": "Patient", "name": [{"text": "x"}]},
+            "request": {"method": "PUT", "url": f"Patient?identifier={SID}x|p1"},
+        },
+        {  # a create that an earlier entry would have made
+            "resource": {"resourceType": "Patient"},
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=p1"},
+        },
+        {**_put("Patient", "p9"), "fullUrl": _put("Patient", "p1")["fullUrl"]},  # its fullUrl
+    ],
+)
+def test_a_bundle_that_would_see_an_earlier_ones_writes_starts_the_next_batch(
+    later: dict[str, Any],
+) -> None:
+    batch = TransactionBatch()
+    assert batch.add(_transaction(_put("Patient", "p1"), _put("ImagingStudy", "s1")))
+    before = batch.bundle()
+    assert not batch.add(_transaction(_put("ImagingStudy", "s2"), later))
+    assert batch.bundle() == before and batch.bundles == 1  # nothing of it was taken
+    assert TransactionBatch().add(_transaction(_put("ImagingStudy", "s2"), later))
+
+
+def test_plain_creates_are_never_dropped_as_repeats() -> None:
+    create = {
+        "resource": {"resourceType": "Patient"},
+        "request": {"method": "POST", "url": "Patient"},
+    }
+    batch = TransactionBatch()
+    assert batch.add(_transaction(create)) and batch.add(_transaction(create))
+    assert len(batch.bundle()["entry"]) == 2  # each create makes its own resource
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        {**_transaction(_put("Patient", "p2")), "type": "batch"},
+        {**_transaction(_put("Patient", "p2")), "id": "b-1"},
+        {"resourceType": "Patient", "type": "transaction"},
+        _transaction(
+            {"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "x"}}
+        ),
+        _transaction(  # an update by id may take identifiers away
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "PUT", "url": "Patient/a"},
+            }
+        ),
+        _transaction(
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "PUT", "url": "Patient?name=x&identifier=a|b"},
+            }
+        ),
+        _transaction({"request": {"method": "PUT", "url": "Patient?identifier=a|b"}}),
+    ],
+)
+def test_bundles_a_batch_cannot_carry_travel_alone(bundle: dict[str, Any]) -> None:
+    batch = TransactionBatch()
+    assert batch.add(_transaction(_put("Patient", "p1")))
+    assert not batch.add(bundle)
+    assert not TransactionBatch().add(bundle)
 
 
 def test_operation_outcome() -> None:

@@ -7,6 +7,7 @@ and the stored resources, independently of the search code under test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -30,9 +31,13 @@ from sqlalchemy import Engine, func, select, text
 
 from fhir.bundle import transaction_bundle
 from fhir.identifiers import DICOM_UID_SYSTEM, REPORT_SYSTEM, RESIDENT_ID_SYSTEM
+from integration.database import Database
+from integration.fhir_exchange import FHIR_BATCHING, send_fhir
+from integration.outbox import OutboxWorker, enqueue
+from integration.settings import Settings
 from models import metadata
 from models.engine import create_db_engine
-from models.enums import Sex
+from models.enums import OutboxChannel, Sex
 from models.identity import make_resident_id
 from tests.conftest import free_port
 from tests.fhir_hub import (
@@ -889,32 +894,40 @@ def study_json(uid: str, *, subject: str, description: str = "胸部CT平扫") -
 
 
 def province_bundle(
-    *, resident: str, uid: str, name: str = "王小明", description: str = "胸部CT平扫"
+    *,
+    resident: str,
+    uid: str,
+    name: str = "王小明",
+    description: str = "胸部CT平扫",
+    key: str = "",
 ) -> dict[str, Any]:
-    """A transaction as another node sends it: conditional PUTs, references by urn:uuid."""
+    """A transaction as another node sends it: conditional PUTs, references by urn:uuid.
+
+    ``key`` goes into the sender's ids, and with them the fullUrls.
+    """
     patient = Patient(
-        id="prov-p",
+        id=f"prov-p{key}",
         identifier=[Identifier(system=RESIDENT_ID_SYSTEM, value=resident)],
         name=[HumanName(text=name, family=name[0], given=[name[1:]])],
         gender="male",
         birthDate=date(1961, 2, 1),
     )
     study = ImagingStudy(
-        id="prov-s",
+        id=f"prov-s{key}",
         identifier=[Identifier(system=DICOM_UID_SYSTEM, value=f"urn:oid:{uid}")],
         status="available",
         modality=[Coding(system=DCM, code="CT")],
-        subject=Reference(reference="Patient/prov-p"),
+        subject=Reference(reference=f"Patient/prov-p{key}"),
         started=datetime(2026, 3, 2, 1, 5, tzinfo=UTC),
         description=description,
     )
     report = DiagnosticReport(
-        id="prov-r",
+        id=f"prov-r{key}",
         identifier=[Identifier(system=REPORT_SYSTEM, value=uid)],
         status="final",
         code=CodeableConcept(text="胸部CT平扫"),
-        subject=Reference(reference="Patient/prov-p"),
-        imagingStudy=[Reference(reference="ImagingStudy/prov-s")],
+        subject=Reference(reference=f"Patient/prov-p{key}"),
+        imagingStudy=[Reference(reference=f"ImagingStudy/prov-s{key}")],
         effectiveDateTime=datetime(2026, 3, 2, 1, 5, tzinfo=UTC),
         conclusion="胸部CT平扫未见明显异常。",
     )
@@ -1286,3 +1299,116 @@ def test_numeric_ids_are_kept_for_the_hubs_own_resources(
     assert "conditional update" in issue["diagnostics"]
     assert issue["expression"] == ["Bundle.entry[0].request.url"]
     assert resource_count(writable.engine) == before
+
+
+# --- the outbox pushing here, several queued Bundles to one POST ---------------------------------
+
+
+def _push(
+    served: ServedApi, token: str, folder: Path, bundles: list[dict[str, Any]], rounds: int
+) -> tuple[Database, list[int]]:
+    """Queue ``bundles`` in a fresh hub's outbox for ``served``; deliveries of each worker round."""
+    settings = Settings(
+        data_dir=folder, database_url="", upstream_fhir_url=served.base, upstream_fhir_token=token
+    )
+    county = Database.from_settings(settings)
+    county.upgrade()
+    with county.engine.begin() as connection:
+        for number, bundle in enumerate(bundles):
+            enqueue(
+                connection,
+                channel=OutboxChannel.fhir,
+                destination=served.base,
+                idempotency_key=f"fhir:bundle/{number}",
+                payload=json.dumps(bundle, ensure_ascii=False).encode(),
+                content_type=FHIR_JSON,
+                now=datetime.now(UTC),
+            )
+
+    async def deliver() -> list[int]:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            worker = OutboxWorker(
+                database=county,
+                settings=settings,
+                senders={
+                    OutboxChannel.fhir: lambda parcel: send_fhir(
+                        parcel, settings=settings, client=client
+                    )
+                },
+                batching={OutboxChannel.fhir: FHIR_BATCHING},
+            )
+            return [await worker.run_once() for _ in range(rounds)]
+
+    return county, asyncio.run(deliver())
+
+
+def _outbox_rows(county: Database) -> list[tuple[str, str, int, str]]:
+    return [
+        (row.idempotency_key, row.status, row.attempts, row.last_error)
+        for row in rows(
+            county.engine,
+            "SELECT idempotency_key, status, attempts, last_error FROM outbox ORDER BY id",
+        )
+    ]
+
+
+def _transactions_since(engine: Engine, audit_id: int) -> list[str]:
+    return [
+        row.detail
+        for row in rows(
+            engine,
+            "SELECT detail FROM audit_event WHERE entity_type = 'Bundle' AND id > :since "
+            "ORDER BY id",
+            since=audit_id,
+        )
+    ]
+
+
+def test_queued_bundles_arrive_as_one_transaction_and_land_as_if_sent_one_by_one(
+    writable: ServedApi, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    residents = [new_resident_id(writable.engine, sequence) for sequence in (11, 13, 15)]
+    bundles = [
+        province_bundle(resident=resident, uid=f"2.25.500{n}", key=str(n))
+        for n, resident in enumerate(residents)
+    ]
+    bundles.append(bundles[0])  # a replay of the first: harmless
+    before, audited = resource_count(writable.engine), last_audit_id(writable.engine)
+    county, delivered = _push(writable, tokens["writer"], tmp_path / "county", bundles, rounds=2)
+    assert delivered == [4, 0]
+    assert [status for _, status, _, _ in _outbox_rows(county)] == ["delivered"] * 4
+    assert _transactions_since(writable.engine, audited) == ["transaction of 9 entries"]  # one POST
+    assert resource_count(writable.engine) == before + 9
+    with writable.client(tokens["reader"]) as client:
+        for n, resident in enumerate(residents):
+            (patient,) = found(
+                client, "Patient", ("identifier", f"{RESIDENT_ID_SYSTEM}|{resident}")
+            )
+            (study,) = found(client, "ImagingStudy", ("identifier", f"urn:oid:2.25.500{n}"))
+            stored = client.get(f"/ImagingStudy/{study}").json()
+            assert stored["subject"] == {"reference": f"Patient/{patient}"}  # its own patient
+            assert stored["meta"]["versionId"] == "1"
+
+
+def test_an_invalid_bundle_in_a_merged_post_dead_letters_alone(
+    writable: ServedApi, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    residents = [new_resident_id(writable.engine, sequence) for sequence in (17, 19, 21)]
+    bundles = [
+        province_bundle(resident=resident, uid=f"2.25.600{n}", key=str(n))
+        for n, resident in enumerate(residents)
+    ]
+    del bundles[1]["entry"][1]["resource"]["status"]
+    before, audited = resource_count(writable.engine), last_audit_id(writable.engine)
+    county, delivered = _push(writable, tokens["writer"], tmp_path / "county", bundles, rounds=2)
+    assert delivered == [1, 1]  # the first alone, then (after the culprit) the third
+    (first, culprit, third) = _outbox_rows(county)
+    assert first[1:] == ("delivered", 1, "") and third[1:] == ("delivered", 1, "")
+    assert culprit[1:3] == ("dead", 1)
+    assert "HTTP 400" in culprit[3] and "Bundle.entry[1].resource.status" in culprit[3]
+    assert _transactions_since(writable.engine, audited) == ["transaction of 3 entries"] * 2
+    assert resource_count(writable.engine) == before + 6  # nothing of the invalid one
+    with writable.client(tokens["reader"]) as client:
+        assert found(client, "ImagingStudy", ("identifier", "urn:oid:2.25.6001")) == set()
+        for uid in ("2.25.6000", "2.25.6002"):
+            assert len(found(client, "ImagingStudy", ("identifier", f"urn:oid:{uid}"))) == 1

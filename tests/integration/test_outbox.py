@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from integration.database import Database
 from integration.outbox import (
     OUTBOX,
+    Batching,
     DeliveryError,
     OutboxWorker,
     Parcel,
@@ -216,3 +217,117 @@ def test_a_restarted_worker_takes_back_only_its_own_leases(database: Database) -
     assert worker("host:aaa").reclaim() == 1
     assert _status(database, "mine")[0] is OutboxStatus.pending
     assert _status(database, "theirs")[0] is OutboxStatus.in_flight
+
+
+# --- rows that travel together ------------------------------------------------------------------
+
+
+class Joiner:
+    """Joins payloads with ``+``; a payload starting with ``alone`` always travels by itself."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def add(self, payload: bytes) -> bool:
+        if payload.startswith(b"alone"):
+            return False
+        self.parts.append(payload)
+        return True
+
+    def payload(self) -> bytes:
+        return b"+".join(self.parts)
+
+
+class BatchReceiver:
+    """Records each message as it arrives; refuses any carrying a refused part, or all when down."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.down = False
+        self.refuse: set[str] = set()
+
+    async def __call__(self, parcel: Parcel) -> None:
+        if self.down:
+            raise ConnectionRefusedError("receiver down")
+        parts = parcel.payload.decode().split("+")
+        if self.refuse & set(parts):
+            raise DeliveryError("HTTP 400: invalid", retryable=False)
+        self.received.append(parcel.payload.decode())
+
+
+def _batching_worker(
+    database: Database,
+    clock: Clock,
+    receiver: BatchReceiver,
+    *,
+    most: int = 3,
+    max_bytes: int = 100,
+) -> OutboxWorker:
+    return OutboxWorker(
+        database=database,
+        settings=Settings(outbox_backoff_seconds=10, outbox_max_attempts=3),  # type: ignore[call-arg]
+        senders={OutboxChannel.hl7: receiver},
+        batching={OutboxChannel.hl7: Batching(combiner=Joiner, most=most, max_bytes=max_bytes)},
+        clock=clock,
+    )
+
+
+def test_consecutive_rows_to_one_destination_travel_together_in_order(
+    database: Database,
+) -> None:
+    clock, receiver = Clock(), BatchReceiver()
+    _queue(database, clock, "m1", "m2", "m3", "m4", "m5")
+    _queue(database, clock, "b1", destination="mllp://b:2")
+    assert asyncio.run(_batching_worker(database, clock, receiver).run_once()) == 6
+    assert sorted(receiver.received) == ["b1", "m1+m2+m3", "m4+m5"]
+    assert receiver.received.index("m1+m2+m3") < receiver.received.index("m4+m5")
+    for key in ("m1", "m2", "m3", "m4", "m5", "b1"):
+        assert _status(database, key) == (OutboxStatus.delivered, 1, "")
+
+
+def test_a_payload_that_will_not_combine_or_would_be_too_big_ends_the_group(
+    database: Database,
+) -> None:
+    clock, receiver = Clock(), BatchReceiver()
+    _queue(database, clock, "m1", "m2", "alone", "m4", "x" * 97, "m6")
+    assert asyncio.run(_batching_worker(database, clock, receiver).run_once()) == 6
+    # 2 + 97 bytes fit in 100; a third payload would not
+    assert receiver.received == ["m1+m2", "alone", "m4+" + "x" * 97, "m6"]
+
+
+def test_a_refused_combined_message_is_resent_one_by_one_and_only_the_culprit_dead_letters(
+    database: Database,
+) -> None:
+    clock, receiver = Clock(), BatchReceiver()
+    _queue(database, clock, "m1", "m2", "m3", "m4")
+    receiver.refuse.add("m2")
+    worker = _batching_worker(database, clock, receiver)
+    assert asyncio.run(worker.run_once()) == 1
+    assert receiver.received == ["m1"]  # "m1+m2+m3" was refused, then m1 went alone
+    assert _status(database, "m1") == (OutboxStatus.delivered, 1, "")
+    status, attempts, error = _status(database, "m2")
+    assert (status, attempts) == (OutboxStatus.dead, 1) and "HTTP 400" in error
+    for innocent in ("m3", "m4"):  # never blamed: no attempt counted, no error kept
+        assert _status(database, innocent) == (OutboxStatus.pending, 0, "")
+    assert asyncio.run(worker.run_once()) == 2
+    assert receiver.received == ["m1", "m3+m4"]
+
+
+def test_while_the_receiver_is_down_only_the_first_row_counts_an_attempt_and_then_goes_alone(
+    database: Database,
+) -> None:
+    clock, receiver = Clock(), BatchReceiver()
+    _queue(database, clock, "m1", "m2", "m3")
+    worker = _batching_worker(database, clock, receiver)
+    receiver.down = True
+    assert asyncio.run(worker.run_once()) == 0
+    status, attempts, error = _status(database, "m1")
+    assert (status, attempts) == (OutboxStatus.pending, 1) and "receiver down" in error
+    assert _status(database, "m2")[:2] == _status(database, "m3")[:2] == (OutboxStatus.pending, 0)
+
+    receiver.down = False
+    assert asyncio.run(worker.run_once()) == 0  # m1 waits for its backoff; nothing overtakes it
+    clock.advance(12)
+    assert asyncio.run(worker.run_once()) == 3
+    assert receiver.received == ["m1", "m2+m3"]  # the row that failed before is sent by itself
+    assert _status(database, "m1") == (OutboxStatus.delivered, 2, "")
