@@ -1,4 +1,4 @@
-"""DicomServer over TLS on 127.0.0.1: pynetdicom and dcmtk callers, plain and unknown ones refused."""
+"""DicomServer over TLS on 127.0.0.1: pynetdicom and dcmtk callers; plain ones refused."""
 
 from __future__ import annotations
 

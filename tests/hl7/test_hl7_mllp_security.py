@@ -48,7 +48,9 @@ def test_a_peer_outside_the_allowed_networks_is_closed_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
-        inside = MllpServer(ack_handler, host=HOST, port=0, allowed_networks=networks("127.0.0.0/8"))
+        inside = MllpServer(
+            ack_handler, host=HOST, port=0, allowed_networks=networks("127.0.0.0/8")
+        )
         outside = MllpServer(
             ack_handler, host=HOST, port=0, allowed_networks=networks("10.20.0.0/16")
         )
