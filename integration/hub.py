@@ -58,7 +58,13 @@ async def _start_http(
 ) -> tuple[_HttpServer, asyncio.Task[None]]:
     http = _HttpServer(
         uvicorn.Config(
-            build_http_app(database=database, fhir=fhir, dicomweb=dicomweb, cds=cds),
+            build_http_app(
+                database=database,
+                fhir=fhir,
+                dicomweb=dicomweb,
+                cds=cds,
+                cds_max_body=settings.cds_max_body,
+            ),
             host=settings.bind,
             port=settings.http_port,
             log_level="warning",
