@@ -181,6 +181,7 @@ class Intake:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._linger = settings.hl7_group_commit_wait
+        self._allowed_senders = settings.mllp_sender_allow_list  # empty: no list
         self.batches = 0
         self.batched = 0
 
@@ -254,7 +255,7 @@ class Intake:
         message = item.message
         item.sender = f"{message.sending_application}^{message.sending_facility}"[:128]
         item.control_id = message.control_id[:64]
-        allowed = self._settings.mllp_sender_allow_list
+        allowed = self._allowed_senders
         if allowed and message.sending_facility not in allowed:
             item.error = SenderNotAllowed(
                 f"MSH-4: sending facility {message.sending_facility or '(empty)'} "
