@@ -24,6 +24,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -61,7 +62,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
-from pynetdicom.transport import AssociationSocket
+from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
 from dicom.errors import (
@@ -337,7 +338,10 @@ class _PromptDUL(DULServiceProvider):
         watched: list[Any] = [waker]
         transport = self.socket
         if transport is not None and transport.socket is not None:
-            watched.append(transport.socket)
+            raw = transport.socket
+            if isinstance(raw, ssl.SSLSocket) and raw.pending():
+                return  # decrypted bytes wait in the TLS buffer: select would not see them
+            watched.append(raw)
         try:
             ready, _, _ = select.select(watched, [], [], _NAP)
         except (OSError, ValueError):
@@ -459,6 +463,59 @@ class _PromptAssociation(Association):
                 return
 
 
+_HANDSHAKE_TIMEOUT = 30.0  # seconds a TLS caller has to finish its handshake
+
+
+class _TlsAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with the TLS handshake moved off the accepting thread.
+
+    pynetdicom wraps each accepted socket and shakes hands right in its one
+    accept loop, with no time limit: a caller that connects and sends
+    nothing would stop every other modality from connecting. Here the
+    socket is wrapped without a handshake, and the association's own thread
+    does it with a deadline; a failed handshake (a plain-TCP caller, a
+    missing or untrusted client certificate) is logged and the socket closed.
+    """
+
+    handshake_timeout = _HANDSHAKE_TIMEOUT
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        listening = cast(socket.socket, self.socket)
+        client, address = listening.accept()
+        if self.ssl_context is not None:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+    def process_request_thread(
+        self,
+        request: socket.socket | tuple[bytes, socket.socket],
+        client_address: tuple[str, int] | str,
+    ) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            before = request.gettimeout()
+            try:
+                request.settimeout(self.handshake_timeout)
+                request.do_handshake()
+                request.settimeout(before)
+            except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
+                log.warning(
+                    "DICOM connection from %s refused: TLS handshake failed: %s",
+                    _address(client_address),
+                    exc,
+                )
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+
+def _address(client_address: tuple[str, int] | str) -> str:
+    if isinstance(client_address, tuple):
+        return f"{client_address[0]}:{client_address[1]}"
+    return str(client_address)
+
+
 def _set_nodelay(event: evt.Event) -> None:
     """EVT_CONN_OPEN: switch off Nagle on the association's socket."""
     sock = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
@@ -547,6 +604,7 @@ class DicomServer:
         network_timeout: float = 60,
         max_associations: int = 64,
         zone: ZoneInfo | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ae_title = ae_title
         self.host = host
@@ -559,6 +617,7 @@ class DicomServer:
         self._max_pdu = max_pdu
         self._timeouts = (acse_timeout, dimse_timeout, network_timeout)
         self._max_associations = max_associations
+        self._ssl = ssl_context
         self._ae: Any = None
         self._server: Any = None
         self._lock = threading.Lock()
@@ -592,13 +651,37 @@ class DicomServer:
                 (evt.EVT_C_MOVE, self._on_move),
                 (evt.EVT_C_GET, self._on_get),
             ]
-            self._server = ae.start_server(
-                (self.host, self.port), block=False, evt_handlers=handlers, contexts=contexts
-            )
+            self._server = self._listen(ae, handlers, contexts)
             _quiet(self._server)
             self._ae = ae
             self.port = int(self._server.server_address[1])
-        log.info("DICOM AE %s listening on %s:%d", self.ae_title, self.host, self.port)
+        log.info(
+            "DICOM AE %s listening on %s:%d%s",
+            self.ae_title,
+            self.host,
+            self.port,
+            " with TLS" if self._ssl is not None else "",
+        )
+
+    def _listen(self, ae: Any, handlers: list[Any], contexts: Any) -> Any:
+        """``ae.start_server(block=False)``, or with TLS the same steps on our server class."""
+        if self._ssl is None:
+            return ae.start_server(
+                (self.host, self.port), block=False, evt_handlers=handlers, contexts=contexts
+            )
+        server = ae.make_server(
+            (self.host, self.port),
+            contexts=contexts,
+            ssl_context=self._ssl,
+            evt_handlers=handlers,
+            server_class=_TlsAssociationServer,
+        )
+        thread = threading.Thread(
+            target=make_target(server.serve_forever), name="DicomTlsAcceptor", daemon=True
+        )
+        thread.start()
+        ae._servers.append(server)  # as start_server does, so ae.shutdown() stops it too
+        return server
 
     def stop(self, *, grace: float = 30.0) -> None:
         """Stop accepting; let in-flight associations finish for ``grace`` s, then abort them."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -34,6 +36,8 @@ CARRIAGE_RETURN = b"\x0d"
 _SB, _EB, _CR = 0x0B, 0x1C, 0x0D
 _HEAD = 4096  # bytes of an oversize frame kept for the reject reply (holds the MSH)
 _READ_SIZE = 65536
+_HANDSHAKE_TIMEOUT = 30.0  # seconds a TLS client has to finish its handshake
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger("huren.mllp")
 
@@ -186,6 +190,17 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _address_in(host: str, networks: Sequence[Network]) -> bool:
+    """Whether ``host`` lies in one of ``networks`` (an IPv4-mapped IPv6 address counts as IPv4)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in networks)
+
+
 class _Connection:
     """One client connection: its task and whether a message is being handled."""
 
@@ -209,6 +224,12 @@ class MllpServer:
     reply, so the sender re-sends rather than taking silence for success.
     Framing problems are logged on ``huren.mllp`` with the peer and reason;
     ``on_reject(peer, reason, data)`` may return a reply (e.g. an AR) to send.
+
+    ``allowed_networks`` (if given) is checked when a connection is accepted:
+    a peer outside them is logged and closed before anything is read. With
+    ``ssl_context`` the connection is upgraded to TLS after that check; a failed
+    handshake (a plain-TCP client, a missing or untrusted client
+    certificate) is logged and the connection closed.
     """
 
     def __init__(
@@ -220,9 +241,15 @@ class MllpServer:
         max_frame: int = 1 << 20,
         idle_timeout: float = 300.0,
         on_reject: RejectHandler | None = None,
+        allowed_networks: Sequence[Network] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = _HANDSHAKE_TIMEOUT,
     ) -> None:
         self._handler = handler
         self._on_reject = on_reject
+        self._networks = tuple(allowed_networks or ())
+        self._ssl = ssl_context
+        self._handshake_timeout = handshake_timeout
         self.host = host
         self.port = port
         self.max_frame = max_frame
@@ -242,7 +269,13 @@ class MllpServer:
         sockets = self._server.sockets
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
-        log.info("MLLP listening on %s:%d", self.host, self.port)
+        log.info(
+            "MLLP listening on %s:%d%s%s",
+            self.host,
+            self.port,
+            " with TLS" if self._ssl is not None else "",
+            f" for {', '.join(map(str, self._networks))}" if self._networks else "",
+        )
 
     async def stop(self, *, grace: float | None = 30.0) -> None:
         """Stop listening, let in-flight messages finish and answer, then close all.
@@ -287,6 +320,12 @@ class MllpServer:
         if self._stopping:
             writer.close()
             return
+        if self._networks and not _address_in(peer.host, self._networks):
+            log.warning("MLLP connection from %s refused: not in the allowed networks", peer)
+            writer.close()
+            return
+        if self._ssl is not None and not await self._upgrade(writer, peer):
+            return
         connection = _Connection(peer, writer)
         connection.task = asyncio.current_task()
         self._connections.add(connection)
@@ -304,6 +343,19 @@ class MllpServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _upgrade(self, writer: asyncio.StreamWriter, peer: Peer) -> bool:
+        """TLS handshake on an accepted connection; False (logged, closed) when it fails."""
+        assert self._ssl is not None
+        try:
+            await writer.start_tls(self._ssl, ssl_handshake_timeout=self._handshake_timeout)
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            log.warning("MLLP connection from %s refused: TLS handshake failed: %s", peer, exc)
+            writer.transport.abort()
+            return False
+        subject = writer.get_extra_info("peercert")
+        log.debug("MLLP TLS connection from %s, client certificate %s", peer, subject or "none")
+        return True
 
     async def _serve(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
         decoder = MllpDecoder(self.max_frame)
@@ -371,11 +423,20 @@ class MllpClient:
     """
 
     def __init__(
-        self, host: str, port: int, *, timeout: float = 10.0, max_frame: int = 1 << 20
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 10.0,
+        max_frame: int = 1 << 20,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self._ssl = ssl_context
+        self._server_hostname = server_hostname
         self._decoder = MllpDecoder(max_frame)
         self._replies: list[bytes] = []
         self._reader: asyncio.StreamReader | None = None
@@ -383,7 +444,13 @@ class MllpClient:
 
     async def connect(self) -> None:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout
+            asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self._server_hostname if self._ssl is not None else None,
+            ),
+            self.timeout,
         )
         _nodelay(writer)
         self._reader, self._writer = reader, writer

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from integration import __version__
 from integration.cds import CdsHooks
@@ -26,6 +26,7 @@ def build_http_app(
     fhir: FhirApi | None = None,
     dicomweb: DicomWeb | None = None,
     cds: CdsHooks | None = None,
+    cds_max_body: int = 4 << 20,
 ) -> Starlette:
     """A fresh Starlette app bound to ``database`` (the caller owns its lifetime)."""
 
@@ -66,11 +67,11 @@ def build_http_app(
     if dicomweb is not None:
         routes.append(Mount("/dicomweb", app=dicomweb.app()))
     if cds is not None:
-        cds_app = cds.app()
+        cds_app = BodyLimit(cds.app(), cds_max_body)
         routes += [
             Route("/cds-services", _AtBase(cds_app, "/cds-services"), methods=["GET"]),
             Mount("/cds-services", app=cds_app),
-            Mount("/recognition", app=cds.rest_app()),
+            Mount("/recognition", app=BodyLimit(cds.rest_app(), cds_max_body)),
         ]
     return Starlette(routes=routes)
 
@@ -87,3 +88,61 @@ class _AtBase:
         inner["path"] = "/"
         inner["root_path"] = scope.get("root_path", "") + self._prefix
         await self._app(inner, receive, send)
+
+
+class BodyLimit:
+    """Reads a request body up to ``limit`` bytes before the app sees it; larger ones get 413.
+
+    The CDS Hooks and REST handlers read whole bodies into memory; without a
+    limit any caller, before its token is even looked at, could make the hub
+    hold as much as it cares to send. A declared Content-Length over the
+    limit is refused without reading; a chunked body is counted as it comes.
+    The app then gets the body in one piece, as it would have read it anyway.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._limit:
+            await self._too_large(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self._app(scope, _replay(message, receive), send)  # e.g. a disconnect
+                return
+            body += message.get("body", b"")
+            if len(body) > self._limit:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": bytes(body), "more_body": False}
+        await self._app(scope, _replay(whole, receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = JSONResponse(
+            {"error": f"the request body is larger than {self._limit} bytes"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await answer(scope, receive, send)
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """A receive that hands out ``first`` once, then whatever the server sends next."""
+    pending = [first]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed

@@ -34,6 +34,7 @@ from integration.intake import Intake
 from integration.outbox import OutboxWorker
 from integration.report_return import send_hl7
 from integration.settings import Settings
+from integration.tls import listener_context
 from models.enums import OutboxChannel
 
 log = logging.getLogger("huren.hub")
@@ -57,7 +58,13 @@ async def _start_http(
 ) -> tuple[_HttpServer, asyncio.Task[None]]:
     http = _HttpServer(
         uvicorn.Config(
-            build_http_app(database=database, fhir=fhir, dicomweb=dicomweb, cds=cds),
+            build_http_app(
+                database=database,
+                fhir=fhir,
+                dicomweb=dicomweb,
+                cds=cds,
+                cds_max_body=settings.cds_max_body,
+            ),
             host=settings.bind,
             port=settings.http_port,
             log_level="warning",
@@ -154,7 +161,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             max_frame=settings.mllp_max_frame,
             idle_timeout=settings.mllp_idle_timeout,
             on_reject=intake.reject_frame,
+            allowed_networks=settings.mllp_network_allow_list,
+            ssl_context=listener_context(settings, "mllp"),
         )
+        unknown = sorted(c for c in settings.mllp_sender_allow_list if not directory.facility(c))
+        if unknown:
+            log.warning("HUREN_MLLP_ALLOWED_SENDERS names unknown facilities: %s", unknown)
         await mllp.start()
         stack.push_async_callback(mllp.stop)
 
@@ -175,6 +187,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             query=StudyQueryService(database=database, settings=settings, files=files),
             callers=CallerPolicy(database=database, settings=settings, directory=directory),
             zone=settings.zone,
+            ssl_context=listener_context(settings, "dicom"),
         )
         await asyncio.to_thread(dicom.start)
 

@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hl7.ack import build_ack
 from hl7.er7 import Message, parse_message
+from hl7.errors import AckCode as HL7AckCode
 from hl7.errors import ER7Error, HL7Error
 from hl7.orders import (
     OrderEvent,
@@ -75,6 +76,13 @@ class _Item:
     sender: str = ""
     control_id: str = ""
     future: asyncio.Future[bytes] | None = field(default=None, repr=False)
+
+
+class SenderNotAllowed(HL7Error):
+    """MSH-4 names a facility outside ``HUREN_MLLP_ALLOWED_SENDERS``: refused (AR), kept."""
+
+    default_code: ClassVar[str] = "103"
+    ack_code: ClassVar[HL7AckCode] = "AR"
 
 
 class _Retry(Exception):
@@ -173,6 +181,7 @@ class Intake:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._linger = settings.hl7_group_commit_wait
+        self._allowed_senders = settings.mllp_sender_allow_list  # empty: no list
         self.batches = 0
         self.batched = 0
 
@@ -246,6 +255,14 @@ class Intake:
         message = item.message
         item.sender = f"{message.sending_application}^{message.sending_facility}"[:128]
         item.control_id = message.control_id[:64]
+        allowed = self._allowed_senders
+        if allowed and message.sending_facility not in allowed:
+            item.error = SenderNotAllowed(
+                f"MSH-4: sending facility {message.sending_facility or '(empty)'} "
+                "may not send to this hub",
+                field="MSH-4",
+            )
+            return item
         try:
             item.mapped = map_message(message, zone=self._settings.zone)
         except HL7Error as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date
 from pathlib import Path
@@ -41,6 +42,13 @@ class Settings(BaseSettings):
 
     mllp_max_frame: int = Field(default=1 << 20, ge=1024)  # bytes per HL7 message
     mllp_idle_timeout: float = Field(default=300.0, gt=0)  # seconds before a silent link closes
+    # Who may send HL7 (empty: anyone who can reach the port; see docs/security.md):
+    mllp_allowed_senders: str = ""  # MSH-4 facility codes, comma-separated; others get AR
+    mllp_allowed_networks: str = ""  # source CIDRs, comma-separated; others are not served
+    mllp_tls_cert: Path | None = None  # PEM certificate chain; set with the key: MLLP over TLS
+    mllp_tls_key: Path | None = None
+    mllp_tls_ca: Path | None = None  # PEM CAs that sign the senders' client certificates
+    mllp_tls_require_client_cert: bool = False
     hl7_default_charset: str = "UNICODE UTF-8"  # when MSH-18 is absent and the facility has none
     hl7_group_commit_wait: float = Field(default=0.001, ge=0, le=0.1)  # seconds to gather a batch
     empi_link_threshold: float = Field(default=0.95, ge=0, le=1)  # link on demographics alone
@@ -48,6 +56,10 @@ class Settings(BaseSettings):
 
     dicom_restrict_callers: bool = True  # only AE titles configured for a facility may call
     dicom_default_facility: str = ""  # facility code for unknown callers when not restricted
+    dicom_tls_cert: Path | None = None  # PEM certificate chain; set with the key: DICOM TLS
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = None  # PEM CAs that sign the modalities' client certificates
+    dicom_tls_require_client_cert: bool = False
     study_quiet_seconds: float = Field(
         default=60.0, gt=0
     )  # no new instance for this long: complete
@@ -64,6 +76,7 @@ class Settings(BaseSettings):
     upstream_fhir_token: SecretStr = SecretStr("")
     fhir_send_timeout: float = Field(default=30.0, gt=0)  # waiting for the province's answer
     fhir_max_body: int = Field(default=16 << 20, ge=1024)  # bytes of one request to the API
+    cds_max_body: int = Field(default=4 << 20, ge=1024)  # bytes of one CDS Hooks / REST call
     cds_clients: Path | None = None  # JSON file of CDS Hooks clients (iss, facility, jwks)
     public_base_url: str = ""  # how others reach this hub's HTTP; empty: http://BIND:HTTP_PORT
 
@@ -87,6 +100,17 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_ae_title(cls, value: str) -> str:
         return check_ae_title(value)
+
+    @field_validator("mllp_allowed_senders")
+    @classmethod
+    def _facility_codes(cls, value: str) -> str:
+        return ",".join(code for code in (part.strip() for part in value.split(",")) if code)
+
+    @field_validator("mllp_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -140,7 +164,30 @@ class Settings(BaseSettings):
             )
         if self.empi_review_threshold > self.empi_link_threshold:
             raise ValueError("the EMPI review threshold cannot exceed the link threshold")
+        for link in ("mllp", "dicom"):
+            cert, key = getattr(self, f"{link}_tls_cert"), getattr(self, f"{link}_tls_key")
+            if (cert is None) != (key is None):
+                raise ValueError(
+                    f"HUREN_{link.upper()}_TLS_CERT and HUREN_{link.upper()}_TLS_KEY go together"
+                )
+            if getattr(self, f"{link}_tls_require_client_cert") and (
+                cert is None or getattr(self, f"{link}_tls_ca") is None
+            ):
+                raise ValueError(
+                    f"HUREN_{link.upper()}_TLS_REQUIRE_CLIENT_CERT needs "
+                    f"HUREN_{link.upper()}_TLS_CERT, _KEY and _CA"
+                )
         return self
+
+    @property
+    def mllp_sender_allow_list(self) -> frozenset[str]:
+        """Facility codes allowed in MSH-4; empty means no list (any configured facility)."""
+        return frozenset(code for code in self.mllp_allowed_senders.split(",") if code)
+
+    @property
+    def mllp_network_allow_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Source networks MLLP serves; empty means any address that reaches the port."""
+        return parse_networks(self.mllp_allowed_networks)
 
     @property
     def base_url(self) -> str:
@@ -187,6 +234,21 @@ def check_ae_title(value: str) -> str:
     if not _AE_TITLE.match(value) or not value.strip():
         raise ValueError("a DICOM AE title has 1-16 printable ASCII characters, no backslash")
     return value.strip()
+
+
+def parse_networks(
+    value: str,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``10.1.0.0/16, 192.168.5.7`` as networks (a bare address is a /32 or /128)."""
+    networks = []
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not an address or CIDR network: {part!r}") from exc
+    return tuple(networks)
 
 
 def parse_weekdays(value: str) -> frozenset[int]:
