@@ -874,6 +874,27 @@ def _flag(
     return result
 
 
+def _write_step(
+    session: Session,
+    *,
+    actor: Actor,
+    study_id: int,
+    critical: str,
+    now: datetime,
+    step: Callable[[], Report],
+) -> Report:
+    """A signed step on a study nobody else holds: the step, the claim released, the
+    critical result (if one is described) flagged on the report just written."""
+    study = _centre_study(session, actor, study_id)
+    _check_not_taken(session, study, actor, now)
+    report = step()
+    _clear_claim(study)
+    session.add(study)
+    if critical.strip():
+        _flag(session, actor=actor, study=study, report=report, description=critical, now=now)
+    return report
+
+
 def write_preliminary(
     session: Session,
     *,
@@ -887,22 +908,22 @@ def write_preliminary(
 ) -> Report:
     """The radiologist's preliminary; a critical finding given here starts its 10-minute clock."""
     require(actor, Action.write_preliminary)
-    study = _centre_study(session, actor, study_id)
-    _check_not_taken(session, study, actor, now)
-    report = reporting.submit_preliminary(
+    return _write_step(
         session,
+        actor=actor,
         study_id=study_id,
-        signer=_signer(actor),
-        findings=findings,
-        impression=impression,
+        critical=critical,
         now=now,
-        settings=settings,
+        step=lambda: reporting.submit_preliminary(
+            session,
+            study_id=study_id,
+            signer=_signer(actor),
+            findings=findings,
+            impression=impression,
+            now=now,
+            settings=settings,
+        ),
     )
-    _clear_claim(study)
-    session.add(study)
-    if critical.strip():
-        _flag(session, actor=actor, study=study, report=report, description=critical, now=now)
-    return report
 
 
 def sign(
@@ -923,23 +944,23 @@ def sign(
         image_grade = ImageGrade(grade)
     except ValueError:
         raise ValidationError("grade the images A, B, C or D", field="grade") from None
-    study = _centre_study(session, actor, study_id)
-    _check_not_taken(session, study, actor, now)
-    report = reporting.sign_final(
+    return _write_step(
         session,
+        actor=actor,
         study_id=study_id,
-        signer=_signer(actor),
-        findings=findings,
-        impression=impression,
-        grade=image_grade,
+        critical=critical,
         now=now,
-        settings=settings,
+        step=lambda: reporting.sign_final(
+            session,
+            study_id=study_id,
+            signer=_signer(actor),
+            findings=findings,
+            impression=impression,
+            grade=image_grade,
+            now=now,
+            settings=settings,
+        ),
     )
-    _clear_claim(study)
-    session.add(study)
-    if critical.strip():
-        _flag(session, actor=actor, study=study, report=report, description=critical, now=now)
-    return report
 
 
 def amend_report(
