@@ -367,6 +367,43 @@ def _cmd_report_kpi(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_seal(settings: Settings, _args: argparse.Namespace) -> int:
+    from integration.audit_chain import seal
+
+    database = _upgraded(settings)
+    sealed = seal(database.engine)
+    print(f"{sealed.audit_rows} audit rows and {sealed.revisions} report revisions sealed")
+    return 0
+
+
+def _cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from integration.audit_chain import seal, verify
+
+    database = _upgraded(settings)
+    if not args.no_seal:
+        seal(database.engine)
+    with database.engine.connect() as connection:
+        result = verify(connection)
+    for problem in result.problems:
+        print(f"PROBLEM {problem.describe()}")
+    for first, last in result.never_committed:
+        span = f"ids {first}..{last}" if last > first else f"id {first}"
+        print(f"note: audit_event {span} never committed before sealing (rolled back)")
+    print(
+        f"audit trail: {result.audit_rows} rows, {result.audit_sealed} sealed, head "
+        f"{result.head_id or '-'} {result.head_hash or '-'}"
+    )
+    print(
+        f"report revisions: {result.revisions} in {result.reports} reports, "
+        f"{result.revisions_sealed} sealed"
+    )
+    if args.expect_head and args.expect_head != f"{result.head_id}:{result.head_hash}":
+        print(f"PROBLEM the chain head is not {args.expect_head}: rows after it were removed")
+        return 1
+    print("chains intact" if result.ok else f"{len(result.problems)} problems found")
+    return 0 if result.ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -486,6 +523,23 @@ def _parser() -> argparse.ArgumentParser:
     kpi.add_argument("--month", required=True, help="YYYY-MM")
     kpi.add_argument("--format", choices=("text", "csv"), default="text")
     kpi.set_defaults(handler=_cmd_report_kpi)
+
+    audit = commands.add_parser(
+        "audit", help="the tamper-evident audit trail and report revisions"
+    ).add_subparsers(dest="audit", required=True)
+    audit.add_parser("seal", help="chain the rows written since the last seal").set_defaults(
+        handler=_cmd_audit_seal
+    )
+    check = audit.add_parser(
+        "verify", help="seal, then recompute both hash chains; exit 1 on any problem"
+    )
+    check.add_argument("--no-seal", action="store_true", help="only check, write nothing")
+    check.add_argument(
+        "--expect-head",
+        metavar="ID:HASH",
+        help="the audit chain head noted earlier (e.g. in a backup's manifest)",
+    )
+    check.set_defaults(handler=_cmd_audit_verify)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True
