@@ -30,6 +30,7 @@ class Action(StrEnum):
     view_clinic = "view_clinic"  # the facility's own orders, studies, reports
     check_priors = "check_priors"  # the prior-exam (recognition) check before ordering
     review_refusals = "review_refusals"  # the monthly 10% sample of refused priors
+    read_audit_trail = "read_audit_trail"  # search and export who saw or changed what
     manage_users = "manage_users"
     manage_facilities = "manage_facilities"
     manage_catalogue = "manage_catalogue"
@@ -53,6 +54,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.view_clinic: _CLINIC,
     Action.check_priors: frozenset({Role.clinician}),
     Action.review_refusals: frozenset({Role.qc}),
+    Action.read_audit_trail: frozenset({Role.qc, Role.admin}),
     Action.manage_users: frozenset({Role.admin}),
     Action.manage_facilities: frozenset({Role.admin}),
     Action.manage_catalogue: frozenset({Role.admin}),

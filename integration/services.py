@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import Session
 
-from integration import administration, clinic, prior_check, reading_desk
+from integration import administration, audit_log, clinic, prior_check, reading_desk
 from integration.accounts import LoginFailed, SignedInUser, authenticate
 from integration.database import Database
 from integration.overview import FacilityOverview, facility_overview
@@ -641,6 +641,27 @@ class PortalServices:
                 exam_type_id=exam_type_id,
                 change=change,
                 now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    # The audit trail -----------------------------------------------------------------
+
+    def audit_trail(self, user_id: int, query: audit_log.AuditQuery) -> audit_log.AuditPage:
+        with self.acting(user_id) as (session, actor):
+            return audit_log.search(session, actor=actor, query=query, zone=self.settings.zone)
+
+    def export_audit_trail(
+        self, user_id: int, query: audit_log.AuditQuery, *, source_address: str = ""
+    ) -> audit_log.AuditExport:
+        """The search as a FHIR Bundle of AuditEvents; the export is audited too."""
+        with self.acting(user_id) as (session, actor):
+            return audit_log.export(
+                session,
+                actor=actor,
+                query=query,
+                zone=self.settings.zone,
+                now=datetime.now(UTC),
+                hub_name=f"Huren hub {self.settings.base_url}",
                 source_address=source_address,
             )
 

@@ -24,9 +24,14 @@ EXPECTED: dict[Role, set[Action]] = {
     },
     Role.technologist: {Action.view_clinic, Action.acknowledge_critical},
     Role.clinician: {Action.view_clinic, Action.acknowledge_critical, Action.check_priors},
-    Role.admin: {Action.manage_users, Action.manage_facilities, Action.manage_catalogue},
+    Role.admin: {
+        Action.manage_users,
+        Action.manage_facilities,
+        Action.manage_catalogue,
+        Action.read_audit_trail,
+    },
     Role.leader: set(),
-    Role.qc: {Action.review_refusals},
+    Role.qc: {Action.review_refusals, Action.read_audit_trail},
 }
 
 
