@@ -101,7 +101,11 @@ def desk(monkeypatch: pytest.MonkeyPatch) -> DeskServices:
         (Role.technologist, ProfessionalTitle.technician, [routes.HOME, routes.CLINIC]),
         (Role.clinician, ProfessionalTitle.attending, [routes.HOME, routes.CLINIC, routes.PRIORS]),
         (Role.leader, ProfessionalTitle.none, [routes.HOME]),
-        (Role.qc, ProfessionalTitle.attending, [routes.HOME, routes.REFUSAL_AUDIT]),
+        (
+            Role.qc,
+            ProfessionalTitle.attending,
+            [routes.HOME, routes.REFUSAL_AUDIT, routes.AUDIT_TRAIL],
+        ),
     ],
 )
 def test_the_menu_follows_the_permission_table(
