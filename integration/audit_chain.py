@@ -126,10 +126,15 @@ def revision_seal(
 class Sealed:
     audit_rows: int
     revisions: int
+    revision_floor: int = 0  # every revision up to this id is sealed, or cannot be (yet)
 
 
-def seal(engine: Engine, *, batch: int = 2000) -> Sealed:
-    """Chain every unsealed audit row and report revision; safe beside writers and sealers."""
+def seal(engine: Engine, *, batch: int = 2000, revision_floor: int = 0) -> Sealed:
+    """Chain every unsealed audit row and report revision; safe beside writers and sealers.
+
+    ``revision_floor`` skips revisions up to that id, as a previous round left
+    them (the background sealer passes its own, so a quiet round reads little).
+    """
     audit_rows = revisions = 0
     horizon = _audit_horizon(engine)
     if horizon is not None:
@@ -138,13 +143,18 @@ def seal(engine: Engine, *, batch: int = 2000) -> Sealed:
             audit_rows += done
             if done < batch:
                 break
-    after = (0, 0)
+    with engine.connect() as connection:
+        top = int(connection.execute(select(func.max(REVISION.c.id))).scalar_one_or_none() or 0)
+    after, stuck = (0, 0), top + 1
     while True:  # keyset paging: a revision whose predecessor is gone cannot stall the rest
-        looked, done, after = _seal_revision_batch(engine, after=after, batch=batch)
+        looked, done, after, lowest = _seal_revision_batch(
+            engine, after=after, floor=revision_floor, top=top, batch=batch
+        )
         revisions += done
+        stuck = min(stuck, lowest)
         if looked < batch:
             break
-    return Sealed(audit_rows, revisions)
+    return Sealed(audit_rows, revisions, max(revision_floor, min(top, stuck - 1)))
 
 
 def _audit_horizon(engine: Engine) -> int | None:
@@ -195,14 +205,16 @@ def _seal_audit_batch(engine: Engine, *, horizon: int, batch: int) -> int:
 
 
 def _seal_revision_batch(
-    engine: Engine, *, after: tuple[int, int], batch: int
-) -> tuple[int, int, tuple[int, int]]:
-    """(rows looked at, rows sealed, key of the last one) of one batch after ``after``."""
+    engine: Engine, *, after: tuple[int, int], floor: int, top: int, batch: int
+) -> tuple[int, int, tuple[int, int], int]:
+    """(rows looked at, rows sealed, key of the last one, lowest id left unsealed)."""
     with engine.begin() as connection:
         rows = list(
             connection.execute(
                 select(REVISION.c.id, *(REVISION.c[name] for name in _REVISION_CONTENT))
                 .where(
+                    REVISION.c.id > floor,
+                    REVISION.c.id <= top,
                     REVISION.c.content_hash == "",
                     tuple_(REVISION.c.report_id, REVISION.c.version) > tuple_(*after),
                 )
@@ -211,7 +223,7 @@ def _seal_revision_batch(
             ).mappings()
         )
         if not rows:
-            return 0, 0, after
+            return 0, 0, after, top + 1
         reports = sorted({int(row["report_id"]) for row in rows})
         known: dict[tuple[int, int], str] = {}
         for start in range(0, len(reports), 500):
@@ -223,10 +235,12 @@ def _seal_revision_batch(
             ):
                 known[(found.report_id, found.version)] = found.content_hash
         seals: list[dict[str, object]] = []
+        lowest = top + 1
         for row in rows:
             report_id, version = int(row["report_id"]), int(row["version"])
             previous = GENESIS if version == 1 else known.get((report_id, version - 1))
-            if previous is None:  # an earlier version is missing: verify reports it
+            if previous is None:  # an earlier version is missing or unsealed: a later round
+                lowest = min(lowest, int(row["id"]))
                 continue
             digest = revision_hash(row, previous_hash=previous)
             known[(report_id, version)] = digest
@@ -239,7 +253,7 @@ def _seal_revision_batch(
                 seals,
             )
     last = rows[-1]
-    return len(rows), len(seals), (int(last["report_id"]), int(last["version"]))
+    return len(rows), len(seals), (int(last["report_id"]), int(last["version"])), lowest
 
 
 class Sealer:
@@ -250,17 +264,21 @@ class Sealer:
         self._interval = interval
 
     async def run(self, stop: asyncio.Event) -> None:
+        floor = 0  # revisions are sealed as they are written: after one full pass, read only new
         while not stop.is_set():
             try:
-                sealed = await asyncio.to_thread(seal, self._engine)
+                sealed = await asyncio.to_thread(seal, self._engine, revision_floor=floor)
+                floor = sealed.revision_floor
                 if sealed.audit_rows or sealed.revisions:
-                    log.debug("sealed %d audit rows, %d revisions", *sealed.__dict__.values())
+                    log.debug(
+                        "sealed %d audit rows, %d revisions", sealed.audit_rows, sealed.revisions
+                    )
             except Exception:  # the next round seals them; verify shows what waits
                 log.exception("audit sealing failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)
         with contextlib.suppress(Exception):  # a last round, so a clean stop leaves all sealed
-            await asyncio.to_thread(seal, self._engine)
+            await asyncio.to_thread(seal, self._engine, revision_floor=floor)
 
 
 # --------------------------------------------------------------------------- verifying

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import DatabaseError
 
-from integration.audit_chain import GENESIS, audit_hash, seal, verify
+from integration.audit_chain import GENESIS, Sealed, audit_hash, seal, verify
 from integration.database import Database
 from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.settings import Settings
@@ -188,6 +188,7 @@ def test_revisions_are_chained_per_report_and_tampering_shows(seeded: Engine) ->
     with seeded.connect() as connection:
         result = verify(connection)
         assert result.ok and result.revisions_sealed == result.revisions
+        top = connection.execute(text("SELECT max(id) FROM report_revision")).scalar_one()
         two = (
             connection.execute(
                 text(
@@ -198,6 +199,8 @@ def test_revisions_are_chained_per_report_and_tampering_shows(seeded: Engine) ->
             .scalars()
             .all()
         )
+    assert sealed.revision_floor == top  # the background sealer reads only newer ones next
+    assert seal(seeded, revision_floor=top) == Sealed(0, 0, top)
     _drop_guards(seeded)
     edited, middle, last = two
     with seeded.begin() as connection:

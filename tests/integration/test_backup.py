@@ -220,6 +220,25 @@ def test_backup_while_the_hub_runs_restores_every_study_file_and_report(tmp_path
                 {"o": ordered.id},
             ).one()
         _sign(database, settings, study.id, study.reading_centre_id)
+        with database.engine.begin() as connection:  # a portal view, as record_view writes it
+            viewed = connection.execute(
+                text(
+                    "INSERT INTO audit_event (recorded_at, action, outcome, actor, "
+                    "source_address, entity_type, entity_id, detail, previous_hash, hash) "
+                    "VALUES (:at, 'read', 'success', 'qc', '10.0.0.5', 'Study', :s, '', '', '')"
+                ),
+                {"at": datetime.now(UTC), "s": str(study.id)},
+            ).lastrowid
+
+        def sealed_by_the_hub() -> bool:
+            with database.engine.connect() as connection:
+                return bool(
+                    connection.execute(
+                        text("SELECT hash FROM audit_event WHERE id = :i"), {"i": viewed}
+                    ).scalar_one()
+                )
+
+        _wait(sealed_by_the_hub, limit=30, what="the hub's sealer to chain the new audit row")
 
         def modality_keeps_sending() -> None:  # bounded: at most 40 studies or 60 s
             deadline = time.monotonic() + 60
