@@ -161,7 +161,7 @@ def _audit_horizon(engine: Engine) -> int | None:
     """The highest audit id below which no transaction is still inserting; None: try later."""
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL lock_timeout = '500ms'"))
+            connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
             try:
                 connection.execute(text("LOCK TABLE audit_event IN SHARE ROW EXCLUSIVE MODE"))
             except Exception:  # a long writer holds it: seal next round rather than stall writes
