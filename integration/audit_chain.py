@@ -323,7 +323,7 @@ def verify(connection: Connection, *, limit: int = 1000) -> Verification:
 def _verify_audit(
     connection: Connection, problems: list[Problem]
 ) -> tuple[int, int, int | None, str, tuple[tuple[int, int], ...]]:
-    total = sealed = 0
+    total = sealed = waiting = 0
     previous_id: int | None = None
     previous_hash = GENESIS
     skipped: list[tuple[int, int]] = []
@@ -335,18 +335,19 @@ def _verify_audit(
         total += 1
         row_id = int(row["id"])
         if not row["hash"]:
+            waiting += 1
             continue
         sealed += 1
-        if total != sealed:  # an unsealed row sits below a sealed one
+        if waiting:  # unsealed rows sit below a sealed one: the sealer never skips a row
             problems.append(
                 Problem(
                     "audit_event",
                     "unsealed_behind",
                     str(row_id),
-                    f"{total - sealed} unsealed rows lie before this sealed one",
+                    f"{waiting} unsealed rows lie before this sealed one",
                 )
             )
-            total = sealed
+            waiting = 0
         stored_previous = str(row["previous_hash"])
         expected = audit_hash(row, previous_id=previous_id, previous_hash=previous_hash)
         if stored_previous != previous_hash or row["hash"] != expected:

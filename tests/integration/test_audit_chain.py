@@ -8,17 +8,21 @@ someone with the database owner's rights could, and the chain still tells.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import DatabaseError
 
 from integration.audit_chain import GENESIS, Sealed, audit_hash, seal, verify
+from integration.cli import main
 from integration.database import Database
 from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.settings import Settings
 from models import metadata
+from models.engine import create_db_engine
 from models.enums import AuditAction
 
 AUDIT = metadata.tables["audit_event"]
@@ -169,6 +173,45 @@ def test_ids_rolled_back_before_sealing_are_not_deletions(engine: Engine) -> Non
     with engine.connect() as connection:
         result = verify(connection)
     assert result.ok and result.never_committed == ((6, 8),)
+    with engine.begin() as connection:  # a row slipped in under the head later: it shows
+        connection.execute(
+            text(
+                "INSERT INTO audit_event (id, recorded_at, action, outcome, actor, "
+                "source_address, entity_type, entity_id, detail, previous_hash, hash) "
+                "VALUES (7, :at, 'read', 'success', 'late', '', '', '', '', '', '')"
+            ),
+            {"at": START},
+        )
+    assert seal(engine).audit_rows == 0  # never sealed behind the head
+    assert _kinds(engine) == [("audit_event", "unsealed_behind", "9")]
+    with engine.connect() as connection:
+        assert verify(connection).audit_rows == 7
+
+
+def test_the_cli_exits_1_on_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HUREN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("HUREN_DATABASE_URL", raising=False)
+    assert main(["audit", "seal"]) == 0
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'huren.db'}")
+    try:
+        _audit_rows(engine, 4)
+        assert main(["audit", "verify"]) == 0
+        head = capsys.readouterr().out.split("head ")[1].split()[:2]
+        assert main(["audit", "verify", "--expect-head", ":".join(head)]) == 0
+        _drop_guards(engine)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE audit_event SET detail = 'x' WHERE id = 2"))
+        assert main(["audit", "verify", "--no-seal"]) == 1
+        assert "PROBLEM audit_event 2: edited" in capsys.readouterr().out
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE audit_event SET detail = '' WHERE id = 2"))
+            connection.execute(text("DELETE FROM audit_event WHERE id = 4"))
+        assert main(["audit", "verify", "--expect-head", ":".join(head)]) == 1
+        assert "rows after it were removed" in capsys.readouterr().out
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -230,8 +273,11 @@ def test_revisions_are_chained_per_report_and_tampering_shows(seeded: Engine) ->
 
 
 @pytest.mark.postgres
-def test_postgres_chain_stays_whole_while_writers_race_the_sealer(postgres_engine: Engine) -> None:
-    """Writers commit out of id order on PostgreSQL; the sealer never seals past a hole."""
+def test_postgres_chain_stays_whole_while_writers_race_two_sealers(
+    postgres_engine: Engine,
+) -> None:
+    """Writers commit out of id order on PostgreSQL (one keeps its transaction open a while);
+    two sealers, as two hubs would run, never seal past a hole nor fork the chain."""
     Database(postgres_engine).upgrade()
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -243,25 +289,48 @@ def test_postgres_chain_stays_whole_while_writers_race_the_sealer(postgres_engin
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
+    def slow_writer() -> None:  # holds a smaller id uncommitted while others commit larger ones
+        try:
+            for n in range(4):
+                with postgres_engine.begin() as connection:
+                    connection.execute(
+                        insert(AUDIT).values(
+                            recorded_at=START,
+                            action=AuditAction.update,
+                            actor="slow",
+                            entity_type="Report",
+                            entity_id=str(n),
+                        )
+                    )
+                    time.sleep(0.3)
+        except BaseException as exc:
+            errors.append(exc)
+
     def sealer() -> None:
-        while not stop.is_set():
-            seal(postgres_engine)
+        try:
+            while not stop.is_set():
+                seal(postgres_engine, batch=7)
+        except BaseException as exc:
+            errors.append(exc)
 
     writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    sealing = threading.Thread(target=sealer)
-    sealing.start()
+    writers.append(threading.Thread(target=slow_writer))
+    sealing = [threading.Thread(target=sealer) for _ in range(2)]
+    for thread in sealing:
+        thread.start()
     for thread in writers:
         thread.start()
     for thread in writers:
         thread.join()
     stop.set()
-    sealing.join()
+    for thread in sealing:
+        thread.join()
     assert not errors
     seal(postgres_engine)
     with postgres_engine.connect() as connection:
         result = verify(connection)
     assert result.ok, [p.describe() for p in result.problems]
-    assert result.audit_rows == result.audit_sealed == 800
+    assert result.audit_rows == result.audit_sealed == 804
     with postgres_engine.begin() as connection, pytest.raises(DatabaseError, match="append-only"):
         connection.execute(text("DELETE FROM audit_event WHERE id = 3"))
     with postgres_engine.begin() as connection, pytest.raises(DatabaseError, match="append-only"):
