@@ -39,6 +39,7 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, text, tuple_, update
+from sqlalchemy.exc import DBAPIError
 
 from models import metadata
 
@@ -164,7 +165,7 @@ def _audit_horizon(engine: Engine) -> int | None:
             connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
             try:
                 connection.execute(text("LOCK TABLE audit_event IN SHARE ROW EXCLUSIVE MODE"))
-            except Exception:  # a long writer holds it: seal next round rather than stall writes
+            except DBAPIError:  # a long writer holds it: seal next round rather than stall writes
                 log.debug("audit sealer: table busy, sealing later")
                 return None
         # SQLite has one writer at a time, so every id it handed out is committed or gone.
