@@ -388,6 +388,78 @@ def _cmd_report_bulletin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_seal(settings: Settings, _args: argparse.Namespace) -> int:
+    from integration.audit_chain import seal
+
+    database = _upgraded(settings)
+    sealed = seal(database.engine)
+    print(f"{sealed.audit_rows} audit rows and {sealed.revisions} report revisions sealed")
+    return 0
+
+
+def _cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from integration.audit_chain import seal, verify
+
+    database = _upgraded(settings)
+    if not args.no_seal:
+        seal(database.engine)
+    with database.engine.connect() as connection:
+        result = verify(connection)
+    for problem in result.problems:
+        print(f"PROBLEM {problem.describe()}")
+    for first, last in result.never_committed:
+        span = f"ids {first}..{last}" if last > first else f"id {first}"
+        print(f"note: audit_event {span} never committed before sealing (rolled back)")
+    print(
+        f"audit trail: {result.audit_rows} rows, {result.audit_sealed} sealed, head "
+        f"{result.head_id or '-'} {result.head_hash or '-'}"
+    )
+    print(
+        f"report revisions: {result.revisions} in {result.reports} reports, "
+        f"{result.revisions_sealed} sealed"
+    )
+    if args.expect_head and args.expect_head != f"{result.head_id}:{result.head_hash}":
+        print(f"PROBLEM the chain head is not {args.expect_head}: rows after it were removed")
+        return 1
+    print("chains intact" if result.ok else f"{len(result.problems)} problems found")
+    return 0 if result.ok else 1
+
+
+def _cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from integration.backup import backup
+
+    _upgraded(settings).dispose()
+    now = datetime.now(UTC)
+    output = args.output or Path(f"huren-backup-{now:%Y%m%dT%H%M%SZ}")
+    result = backup(settings, output=output, now=now)
+    for problem in result.audit_problems:
+        print(f"PROBLEM {problem}")
+    print(
+        f"{result.kind} database and {result.files} instance files "
+        f"({result.bytes / 1_048_576:.1f} MiB) backed up to {result.folder}; "
+        f"audit chain head {result.audit_head or '-'}"
+    )
+    return 1 if result.audit_problems else 0
+
+
+def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from integration.backup import restore
+
+    result = restore(settings, folder=args.folder)
+    for problem in result.verification.problems:
+        print(f"PROBLEM {problem.describe()}")
+    if not result.head_matches:
+        print("PROBLEM the audit chain head differs from the backup's manifest")
+    print(
+        f"{result.kind} database and {result.files} instance files "
+        f"({result.bytes / 1_048_576:.1f} MiB) restored into {settings.data_dir}; "
+        + ("audit chains verified" if result.ok else "the audit chains do NOT verify")
+    )
+    return 0 if result.ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="huren", description="Huren regional imaging hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -513,6 +585,36 @@ def _parser() -> argparse.ArgumentParser:
     bulletin.add_argument("--month", required=True, help="YYYY-MM")
     bulletin.add_argument("--output", type=Path, help="file to write (default: in this folder)")
     bulletin.set_defaults(handler=_cmd_report_bulletin)
+
+    backup = commands.add_parser(
+        "backup", help="copy the database and the DICOM store, consistently, while the hub runs"
+    )
+    backup.add_argument(
+        "--output", type=Path, help="a new or empty folder (default: ./huren-backup-<time>)"
+    )
+    backup.set_defaults(handler=_cmd_backup)
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty data directory (and empty database)"
+    )
+    restore.add_argument("folder", type=Path, help="a folder written by huren backup")
+    restore.set_defaults(handler=_cmd_restore)
+
+    audit = commands.add_parser(
+        "audit", help="the tamper-evident audit trail and report revisions"
+    ).add_subparsers(dest="audit", required=True)
+    audit.add_parser("seal", help="chain the rows written since the last seal").set_defaults(
+        handler=_cmd_audit_seal
+    )
+    check = audit.add_parser(
+        "verify", help="seal, then recompute both hash chains; exit 1 on any problem"
+    )
+    check.add_argument("--no-seal", action="store_true", help="only check, write nothing")
+    check.add_argument(
+        "--expect-head",
+        metavar="ID:HASH",
+        help="the audit chain head noted earlier (e.g. in a backup's manifest)",
+    )
+    check.set_defaults(handler=_cmd_audit_verify)
 
     demo = commands.add_parser("demo", help="the demo region").add_subparsers(
         dest="demo", required=True

@@ -19,6 +19,7 @@ from dicom.store import FileStore
 from hl7.mllp import MllpServer
 from integration.api_clients import TokenChecker
 from integration.archive import Archive
+from integration.audit_chain import Sealer
 from integration.audit_trail import AuditWriter
 from integration.avoidable import NightlyCheck
 from integration.cds import CdsHooks
@@ -133,6 +134,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         stack.callback(database.dispose)
         for signum in (signal.SIGTERM, signal.SIGINT):
             stack.callback(loop.remove_signal_handler, signum)
+        # Started first, so it stops last: its final round seals what the others wrote.
+        _in_background(
+            stack,
+            "audit-sealer",
+            Sealer(engine=database.engine, interval=settings.audit_seal_seconds).run,
+        )
 
         upstream = httpx.AsyncClient()
         stack.push_async_callback(upstream.aclose)

@@ -31,6 +31,7 @@ class Action(StrEnum):
     check_priors = "check_priors"  # the prior-exam (recognition) check before ordering
     review_refusals = "review_refusals"  # the monthly 10% sample of refused priors
     view_analytics = "view_analytics"  # the bureau's figures, charts, exports, statements
+    read_audit_trail = "read_audit_trail"  # search and export who saw or changed what
     manage_users = "manage_users"
     manage_facilities = "manage_facilities"
     manage_catalogue = "manage_catalogue"
@@ -55,6 +56,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.check_priors: frozenset({Role.clinician}),
     Action.review_refusals: frozenset({Role.qc}),
     Action.view_analytics: frozenset({Role.leader, Role.qc, Role.admin}),
+    Action.read_audit_trail: frozenset({Role.qc, Role.admin}),
     Action.manage_users: frozenset({Role.admin}),
     Action.manage_facilities: frozenset({Role.admin}),
     Action.manage_catalogue: frozenset({Role.admin}),

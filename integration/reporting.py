@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from integration.audit_chain import revision_seal
 from integration.fhir_publish import publish_report
 from integration.report_return import queue_report_return
 from integration.settings import Settings
@@ -85,18 +86,28 @@ def _revise(
     session: Session, report: Report, *, editor_id: int, reason: str, now: datetime
 ) -> None:
     assert report.id is not None
-    session.add(
-        ReportRevision(
-            report_id=report.id,
-            version=report.version,
-            status=report.status,
-            findings=report.findings,
-            impression=report.impression,
-            editor_id=editor_id,
-            reason=reason,
-            created_at=now,
-        )
+    revision = ReportRevision(
+        report_id=report.id,
+        version=report.version,
+        status=report.status,
+        findings=report.findings,
+        impression=report.impression,
+        editor_id=editor_id,
+        reason=reason,
+        created_at=now,
     )
+    before = None
+    if report.version > 1:  # the report row is locked by this change: the chain is ours to extend
+        before = session.exec(
+            select(ReportRevision.content_hash).where(
+                ReportRevision.report_id == report.id,
+                ReportRevision.version == report.version - 1,
+            )
+        ).first()
+    revision.previous_hash, revision.content_hash = revision_seal(
+        revision.model_dump(), previous_content_hash=before
+    )
+    session.add(revision)
 
 
 def submit_preliminary(

@@ -11,7 +11,14 @@ from datetime import UTC, date, datetime
 import polars as pl
 from sqlmodel import Session
 
-from integration import administration, analytics_portal, clinic, prior_check, reading_desk
+from integration import (
+    administration,
+    analytics_portal,
+    audit_log,
+    clinic,
+    prior_check,
+    reading_desk,
+)
 from integration.accounts import LoginFailed, SignedInUser, authenticate
 from integration.analytics import Dashboards
 from integration.analytics_store import AnalyticsStore
@@ -654,6 +661,27 @@ class PortalServices:
                 exam_type_id=exam_type_id,
                 change=change,
                 now=datetime.now(UTC),
+                source_address=source_address,
+            )
+
+    # The audit trail -----------------------------------------------------------------
+
+    def audit_trail(self, user_id: int, query: audit_log.AuditQuery) -> audit_log.AuditPage:
+        with self.acting(user_id) as (session, actor):
+            return audit_log.search(session, actor=actor, query=query, zone=self.settings.zone)
+
+    def export_audit_trail(
+        self, user_id: int, query: audit_log.AuditQuery, *, source_address: str = ""
+    ) -> audit_log.AuditExport:
+        """The search as a FHIR Bundle of AuditEvents; the export is audited too."""
+        with self.acting(user_id) as (session, actor):
+            return audit_log.export(
+                session,
+                actor=actor,
+                query=query,
+                zone=self.settings.zone,
+                now=datetime.now(UTC),
+                hub_name=f"Huren hub {self.settings.base_url}",
                 source_address=source_address,
             )
 

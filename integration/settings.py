@@ -64,6 +64,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0
     )  # no new instance for this long: complete
     stabiliser_poll_seconds: float = Field(default=5.0, gt=0)
+    audit_seal_seconds: float = Field(default=5.0, gt=0)  # how often `serve` chains new rows
     reconcile_min_confidence: float = Field(default=0.8, ge=0, le=1)  # patient+modality+date match
 
     outbox_max_attempts: int = Field(default=12, ge=1)  # then the row is dead-lettered

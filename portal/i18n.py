@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from integration.accounts import LoginFailed, LoginRefusal
 from models.enums import Role
-from portal import i18n_admin, i18n_analytics, i18n_desk, i18n_recognition
+from portal import i18n_admin, i18n_analytics, i18n_audit, i18n_desk, i18n_recognition
 
 ZH: Final = "zh-CN"
 EN: Final = "en"
@@ -109,7 +109,12 @@ def merge_tables(*tables: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str
 
 
 STRINGS: Final[Mapping[str, Mapping[str, str]]] = merge_tables(
-    _CORE, i18n_desk.STRINGS, i18n_recognition.STRINGS, i18n_admin.STRINGS, i18n_analytics.STRINGS
+    _CORE,
+    i18n_desk.STRINGS,
+    i18n_recognition.STRINGS,
+    i18n_admin.STRINGS,
+    i18n_analytics.STRINGS,
+    i18n_audit.STRINGS,
 )
 
 ROLE_NAMES: Final[Mapping[str, Mapping[Role, str]]] = {

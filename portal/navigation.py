@@ -30,6 +30,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem(routes.ADMIN_USERS, "nav_admin_users", Action.manage_users),
     NavItem(routes.ADMIN_FACILITIES, "nav_admin_facilities", Action.manage_facilities),
     NavItem(routes.ADMIN_CATALOGUE, "nav_admin_catalogue", Action.manage_catalogue),
+    NavItem(routes.AUDIT_TRAIL, "nav_audit_trail", Action.read_audit_trail),
 )
 
 

@@ -9,6 +9,7 @@ from portal.pages.admin_catalogue import AdminCatalogueState, admin_catalogue_pa
 from portal.pages.admin_facilities import AdminFacilitiesState, admin_facilities_page
 from portal.pages.admin_users import AdminUsersState, admin_users_page
 from portal.pages.analytics import AnalyticsState, analytics_page
+from portal.pages.audit_trail import AuditTrailState, audit_trail_page
 from portal.pages.clinic import ClinicState, clinic_page
 from portal.pages.consultations import ConsultationsState, consultations_page
 from portal.pages.home import HomeState, home_page
@@ -100,4 +101,10 @@ app.add_page(
     route=routes.ANALYTICS,
     title=_title("nav_analytics"),
     on_load=AnalyticsState.load,
+)
+app.add_page(
+    audit_trail_page,
+    route=routes.AUDIT_TRAIL,
+    title=_title("nav_audit_trail"),
+    on_load=AuditTrailState.load,
 )

@@ -21,6 +21,7 @@ REFUSAL_AUDIT: Final = "/refusal-audit"
 ADMIN_USERS: Final = "/admin/users"
 ADMIN_FACILITIES: Final = "/admin/facilities"
 ADMIN_CATALOGUE: Final = "/admin/catalogue"
+AUDIT_TRAIL: Final = "/audit-trail"
 
 
 def reading(study_id: int) -> str:

@@ -29,9 +29,10 @@ EXPECTED: dict[Role, set[Action]] = {
         Action.manage_facilities,
         Action.manage_catalogue,
         Action.view_analytics,
+        Action.read_audit_trail,
     },
     Role.leader: {Action.view_analytics},
-    Role.qc: {Action.review_refusals, Action.view_analytics},
+    Role.qc: {Action.review_refusals, Action.view_analytics, Action.read_audit_trail},
 }
 
 

@@ -92,7 +92,7 @@ def test_every_field_the_use_cases_name_has_a_message_in_both_languages() -> Non
 
 def test_only_administrators_see_the_admin_menu() -> None:
     admin_menu = [e["route"] for e in navigation.nav_for("admin", "none")]
-    assert admin_menu == [routes.HOME, routes.ANALYTICS_HOME, *ADMIN_PAGES]
+    assert admin_menu == [routes.HOME, routes.ANALYTICS_HOME, *ADMIN_PAGES, routes.AUDIT_TRAIL]
     for role in Role:
         if role is not Role.admin:
             routes_seen = {e["route"] for e in navigation.nav_for(role.value, "chief")}

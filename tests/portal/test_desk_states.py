@@ -104,7 +104,7 @@ def desk(monkeypatch: pytest.MonkeyPatch) -> DeskServices:
         (
             Role.qc,
             ProfessionalTitle.attending,
-            [routes.HOME, routes.REFUSAL_AUDIT, routes.ANALYTICS_HOME],
+            [routes.HOME, routes.REFUSAL_AUDIT, routes.ANALYTICS_HOME, routes.AUDIT_TRAIL],
         ),
     ],
 )
