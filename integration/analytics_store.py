@@ -47,7 +47,7 @@ from integration.metrics_frames import (
 from integration.metrics_quality import STUDY_FACTS, report_facts, with_study_facts
 from models import metadata
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 VERSION_TABLES = (
     "study",
     "report",
@@ -191,9 +191,9 @@ def write_snapshot(
         tables = _with_helpers(frames)
         # The studies also carry their facts, so the province-scale figures need no join.
         tables["studies"] = with_study_facts(tables["studies"], frames.qc_events, facts)
-        for name, data in tables.items():
-            data.write_parquet(staging / f"{name}.parquet", statistics=True)
-        facts.write_parquet(staging / f"{FACTS}.parquet", statistics=True)
+        for name, data in {**tables, FACTS: facts}.items():
+            # lz4 reads back about three times faster than the default zstd, for 30% more bytes.
+            data.write_parquet(staging / f"{name}.parquet", compression="lz4", statistics=True)
         manifest = {"format": SNAPSHOT_FORMAT, "ids": list(version.ids), "built_at": built_at}
         (staging / MANIFEST).write_text(json.dumps(manifest))
         if folder.exists():  # rebuilt for age, or another process built the same version
