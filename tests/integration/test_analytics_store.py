@@ -238,3 +238,20 @@ def test_lean_frames_give_the_same_metrics_without_the_texts(
     with pytest.raises(ValueError, match="no report texts"):
         metrics.writing_checks(lean, leftovers=("正常",))
     assert store.frames(*YEAR, lean=True) is lean and store.frames(*YEAR) is not lean
+
+
+def test_a_snapshot_replaced_under_a_reader_is_read_again(
+    small_region: Database, tmp_path: Path
+) -> None:
+    """Another process rebuilt (and removed) the snapshot this store last used."""
+    root = tmp_path / "analytics"
+    store = AnalyticsStore(small_region.engine, root)
+    window = local_days(date(2025, 11, 21), date(2026, 11, 20))
+    first = store.frames(*window)
+    snapshot = store.snapshot()
+    for file in snapshot.folder.glob("*.parquet"):
+        file.unlink()  # as if removed between the version check and the read
+    store._memory.clear()
+    (snapshot.folder / "manifest.json").unlink()
+    again = store.frames(*window)
+    assert again.studies.height == first.studies.height
