@@ -220,7 +220,7 @@ class AnalyticsStore:
         *,
         zone: str = DEFAULT_ZONE,
         max_age_seconds: float = 600.0,
-        memory_entries: int = 8,
+        memory_entries: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
