@@ -479,6 +479,8 @@ def main() -> int:
         if not args.skip_demo:
             slowest, bound, page = dashboard_part(root, demo_exams)
             verdict = "met" if slowest <= PAGE_GOAL_MS else "missed"
+            if demo_exams < 100_000:
+                verdict = f"{'within' if slowest <= PAGE_GOAL_MS else 'over'} at this scale"
             goals.append(
                 f"GOAL dashboard-pages: slowest page ({page}) {slowest:.0f} ms over {demo_exams:,}"
                 f" demo exams (bound {bound:.0f} ms, ratio {slowest / bound:.1f})"

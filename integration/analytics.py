@@ -40,7 +40,8 @@ import polars as pl
 from sqlalchemy import select
 
 from integration.analytics_store import AnalyticsStore
-from integration.kpi import Figure, figures, month_days
+from integration.kpi import Figure, month_days
+from integration.kpi_lazy import frames_as_tables, lazy_figures
 from integration.metrics import (
     consultations,
     corrections,
@@ -240,11 +241,16 @@ def leader_page(
     this_window = local_days(*month_days(month), frames.zone)
     before_window = local_days(*month_days(previous), frames.zone)
     this_frames = narrowed(frames, *this_window)
-    before_frames = narrowed(frames, *before_window)
-    table = key_figure_table(
-        figures(this_frames, settings=settings, now=now),
-        figures(before_frames, settings=settings, now=now),
-    )
+    narrowed(frames, *before_window)  # the frames must reach back to the month before
+    tables = frames_as_tables(frames)  # both months' figures in one lazy pass each
+
+    def key_figures(window: tuple[datetime, datetime]) -> tuple[Figure, ...]:
+        return lazy_figures(
+            tables, start=window[0], end=window[1], filters=frames.filters, settings=settings,
+            now=now,
+        )  # fmt: skip
+
+    table = key_figure_table(key_figures(this_window), key_figures(before_window))
     savings = recognition(frames, by=("month",)).select(
         "month",
         "prompts",

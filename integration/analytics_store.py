@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -47,7 +48,7 @@ from integration.metrics_frames import (
 from integration.metrics_quality import STUDY_FACTS, report_facts, with_study_facts
 from models import metadata
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 VERSION_TABLES = (
     "study",
     "report",
@@ -191,9 +192,9 @@ def write_snapshot(
         tables = _with_helpers(frames)
         # The studies also carry their facts, so the province-scale figures need no join.
         tables["studies"] = with_study_facts(tables["studies"], frames.qc_events, facts)
-        for name, data in tables.items():
-            data.write_parquet(staging / f"{name}.parquet", statistics=True)
-        facts.write_parquet(staging / f"{FACTS}.parquet", statistics=True)
+        for name, data in {**tables, FACTS: facts}.items():
+            # lz4 reads back about three times faster than the default zstd, for 30% more bytes.
+            data.write_parquet(staging / f"{name}.parquet", compression="lz4", statistics=True)
         manifest = {"format": SNAPSHOT_FORMAT, "ids": list(version.ids), "built_at": built_at}
         (staging / MANIFEST).write_text(json.dumps(manifest))
         if folder.exists():  # rebuilt for age, or another process built the same version
@@ -219,7 +220,7 @@ class AnalyticsStore:
         *,
         zone: str = DEFAULT_ZONE,
         max_age_seconds: float = 600.0,
-        memory_entries: int = 8,
+        memory_entries: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -229,6 +230,7 @@ class AnalyticsStore:
         self.memory_entries = memory_entries
         self.clock = clock
         self._current: Snapshot | None = None
+        self._lock = threading.RLock()
         self._memory: OrderedDict[tuple[str, datetime, datetime, Filters, bool], Frames] = (
             OrderedDict()
         )
@@ -237,17 +239,18 @@ class AnalyticsStore:
 
     def snapshot(self) -> Snapshot:
         """The current snapshot, rebuilt first if the data moved on or it is too old."""
-        with self.engine.connect() as connection:
-            version = data_version(connection)
-            current = self._current
-            if current is None or current.version != version:
-                current = self._on_disk(version)
-            if current is None or self.clock() - current.built_at > self.max_age_seconds:
-                current = self._build(connection, version)
-        if current != self._current:
-            self._memory.clear()
-        self._current = current
-        return current
+        with self._lock:
+            with self.engine.connect() as connection:
+                version = data_version(connection)
+                current = self._current
+                if current is None or current.version != version:
+                    current = self._on_disk(version)
+                if current is None or self.clock() - current.built_at > self.max_age_seconds:
+                    current = self._build(connection, version)
+            if current != self._current:
+                self._memory.clear()
+            self._current = current
+            return current
 
     def _on_disk(self, version: DataVersion) -> Snapshot | None:
         folder = self.root / f"snapshot-{version.key}"
@@ -290,19 +293,29 @@ class AnalyticsStore:
         """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("the window needs timezone-aware datetimes")
-        snapshot = self.snapshot()
-        key = (snapshot.version.key, start.astimezone(UTC), end.astimezone(UTC), filters, lean)
-        cached = self._memory.get(key)
-        if cached is not None:
-            self._memory.move_to_end(key)
-            return cached
-        frames = read_snapshot(
-            snapshot, start=key[1], end=key[2], filters=filters, zone=self.zone, lean=lean
-        )
-        self._memory[key] = frames
-        while len(self._memory) > self.memory_entries:
-            self._memory.popitem(last=False)
-        return frames
+        with self._lock:  # one build and one cache for the portal's concurrent requests
+            for attempt in (1, 2):
+                snapshot = self.snapshot()
+                key = (snapshot.version.key, start.astimezone(UTC), end.astimezone(UTC), filters,
+                       lean)  # fmt: skip
+                cached = self._memory.get(key)
+                if cached is not None:
+                    self._memory.move_to_end(key)
+                    return cached
+                try:
+                    frames = read_snapshot(
+                        snapshot, start=key[1], end=key[2], filters=filters, zone=self.zone,
+                        lean=lean,
+                    )  # fmt: skip
+                    break
+                except FileNotFoundError:  # another process replaced the snapshot meanwhile
+                    self._current = None
+                    if attempt == 2:
+                        raise
+            self._memory[key] = frames
+            while len(self._memory) > self.memory_entries:
+                self._memory.popitem(last=False)
+            return frames
 
 
 def read_snapshot(

@@ -85,23 +85,22 @@ def _count(condition: pl.Expr, name: str) -> pl.Expr:
     return condition.fill_null(False).sum().cast(pl.Int64).alias(name)
 
 
-def _tariff(tariffs: Sequence[TariffPeriod], zone: str) -> tuple[pl.Expr, pl.Expr]:
-    """(rate, clinic share) in force at ``finalised_at``: the local day's period, by instant."""
+def _tariff(tariffs: Sequence[TariffPeriod], zone: str) -> pl.Expr:
+    """The rate per body part in force at ``finalised_at``: the local day's period, by instant."""
     ordered = sorted(tariffs, key=lambda t: t.valid_from)
     if not ordered:
         raise ValueError("settlement needs at least one tariff period")
     where = ZoneInfo(zone)
     rate: pl.Expr = pl.lit(None, dtype=pl.Int64)
-    share: pl.Expr = pl.lit(None, dtype=pl.Int64)
     for period in ordered:  # later periods wrap earlier ones
         if period.valid_from <= date(1900, 1, 2):
-            rate, share = pl.lit(period.rate_fen), pl.lit(period.clinic_share_fen)
+            rate = pl.lit(period.rate_fen, dtype=pl.Int64)
             continue
         begins = datetime.combine(period.valid_from, time(0), tzinfo=where).astimezone(UTC)
-        starts = pl.col("finalised_at") >= begins
-        rate = pl.when(starts).then(pl.lit(period.rate_fen)).otherwise(rate)
-        share = pl.when(starts).then(pl.lit(period.clinic_share_fen)).otherwise(share)
-    return rate, share
+        rate = (
+            pl.when(pl.col("finalised_at") >= begins).then(pl.lit(period.rate_fen)).otherwise(rate)
+        )
+    return rate
 
 
 def lazy_figures(
@@ -142,14 +141,14 @@ def lazy_figures(
             _count(pl.col("status") == "missed", "missed"),
         )
     )
-    rate, share = _tariff(
+    rate = _tariff(
         tariffs if tariffs is not None else tariffs_from_settings(settings), settings.timezone
     )
     reports = with_writing_from_facts(
         with_correction_flags(
             studies.filter(within(pl.col("finalised_at")) & scope & is_signed_report()), None
         )
-    ).with_columns(rate.alias("rate_fen"), share.alias("clinic_share_fen"))
+    ).with_columns(rate.alias("rate_fen"))
     ct_mr = pl.col("modality").is_in(list(POSITIVE_RATE_MODALITIES))
     signed = reports.select(
         pl.len().cast(pl.Int64).alias("finalised"),
@@ -205,7 +204,8 @@ def lazy_figures(
         )
     )
     results = pl.collect_all(
-        [exams, turnaround, sla, emergency, signed, graded, retakes, critical, decided, asked]
+        [exams, turnaround, sla, emergency, signed, graded, retakes, critical, decided, asked],
+        engine="streaming",  # in batches: less memory, and faster than in-memory here
     )
     (e, t, s, em, r, g, rt, c, d, a) = (frame.row(0, named=True) for frame in results)
     if r["uncovered"]:

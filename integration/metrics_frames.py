@@ -215,7 +215,9 @@ class Frames:
         if found is None:
             if volatile:
                 kind = key[0] if isinstance(key, tuple) else key
-                for old in [k for k in self._derived if isinstance(k, tuple) and k[0] == kind]:
+                for old in [
+                    k for k in list(self._derived) if isinstance(k, tuple) and k[0] == kind
+                ]:
                     del self._derived[old]
             found = self._derived[key] = compute()
         return found

@@ -15,7 +15,7 @@ from integration import metrics
 from integration.analytics_store import FRAME_NAMES, AnalyticsStore, data_version
 from integration.database import Database
 from integration.demo.seed import DemoOptions, seed_demo_region
-from integration.metrics import Filters, Frames, local_days
+from integration.metrics import Filters, Frames, load_frames, local_days
 from integration.settings import Settings
 from models import metadata
 from tests.integration.test_metrics import H1, YEAR, County, county
@@ -238,3 +238,44 @@ def test_lean_frames_give_the_same_metrics_without_the_texts(
     with pytest.raises(ValueError, match="no report texts"):
         metrics.writing_checks(lean, leftovers=("正常",))
     assert store.frames(*YEAR, lean=True) is lean and store.frames(*YEAR) is not lean
+
+
+def test_a_snapshot_replaced_under_a_reader_is_read_again(
+    small_region: Database, tmp_path: Path
+) -> None:
+    """Another process rebuilt (and removed) the snapshot this store last used."""
+    root = tmp_path / "analytics"
+    store = AnalyticsStore(small_region.engine, root)
+    window = local_days(date(2025, 11, 21), date(2026, 11, 20))
+    first = store.frames(*window)
+    snapshot = store.snapshot()
+    for file in snapshot.folder.glob("*.parquet"):
+        file.unlink()  # as if removed between the version check and the read
+    store._memory.clear()
+    (snapshot.folder / "manifest.json").unlink()
+    again = store.frames(*window)
+    assert again.studies.height == first.studies.height
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_the_same_frames_as_sqlite(postgres_url: str, tmp_path: Path) -> None:
+    """The cursor's raw rows differ (aware datetimes, bools vs text, 0/1); the frames do not."""
+    frames = []
+    for url in ("", postgres_url):
+        settings = Settings(data_dir=tmp_path / ("pg" if url else "lite"), database_url=url)  # type: ignore[arg-type]
+        database = Database.from_settings(settings)
+        database.upgrade()
+        seed_demo_region(
+            database,
+            settings=settings,
+            options=DemoOptions(seed=3, exams=300, until=date(2026, 11, 20), progress=False),
+        )
+        window = local_days(date(2025, 11, 21), date(2026, 11, 20))
+        with database.engine.connect() as connection:
+            frames.append(load_frames(connection, start=window[0], end=window[1]))
+        store = AnalyticsStore(database.engine, tmp_path / ("pg-a" if url else "lite-a"))
+        _same_frames(store.frames(*window), frames[-1])
+        database.dispose()
+    lite, pg = frames
+    for name in FRAME_NAMES:
+        assert_frame_equal(getattr(lite, name), getattr(pg, name), check_row_order=True)
