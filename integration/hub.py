@@ -193,6 +193,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         cds = CdsHooks(
             database=database, settings=settings, authenticator=CdsAuthenticator(clients)
         )
+        cds.start()
+        stack.callback(cds.stop)
         http, http_task = await _start_http(settings, database, fhir, dicomweb, cds, stack)
 
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
