@@ -47,6 +47,7 @@ from integration.recognition import (
     Rules,
     Verdict,
     resolve_exam,
+    stands_for,
     verdicts,
 )
 from integration.settings import Settings
@@ -90,6 +91,7 @@ class _Catalogue:
     exams: list[ExamSpec]
     aliases: dict[str, str]
     ids: dict[str, int]
+    related: dict[str, frozenset[str]]  # exam code -> the codes whose priors can stand for it
     read_at: float
 
 
@@ -470,7 +472,11 @@ class CdsHooks:
             if person is None:
                 return [], []
             priors = priors_of(
-                connection, person=person, exams=known.exams, zone=self._settings.zone
+                connection,
+                person=person,
+                exams=known.exams,
+                zone=self._settings.zone,
+                kinds=frozenset().union(*(known.related[draft.exam.code] for draft in drafts)),
             )
             facility_id = (
                 _facility_by_code(connection, caller.facility_code)
@@ -522,12 +528,34 @@ class CdsHooks:
                         .order_by(alias_table.c.facility_id.is_not(None))
                     )
                 }
-                ids = {
-                    row.code: int(row.id)
-                    for row in connection.execute(select(exam_types.c.code, exam_types.c.id))
-                }
+                types = connection.execute(
+                    select(
+                        exam_types.c.code,
+                        exam_types.c.id,
+                        exam_types.c.modality,
+                        exam_types.c.body_part,
+                    )
+                ).all()
+            related = {
+                exam.code: frozenset(
+                    row.code
+                    for row in types
+                    if stands_for(
+                        row.code,
+                        str(row.modality),
+                        row.body_part,
+                        requested=exam,
+                        rules=self._rules,
+                    )
+                )
+                for exam in exams
+            }
             self._catalogue = _Catalogue(
-                exams=exams, aliases=aliases, ids=ids, read_at=time.monotonic()
+                exams=exams,
+                aliases=aliases,
+                ids={row.code: int(row.id) for row in types},
+                related=related,
+                read_at=time.monotonic(),
             )
             return self._catalogue
 

@@ -9,7 +9,7 @@ DiagnosticReports other nodes sent through the FHIR API.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -62,9 +62,7 @@ def catalogue(connection: Connection) -> list[ExamSpec]:
 # Plain SQL with bound parameters, run on the DBAPI connection (integration.database.fetch_rows):
 # the CDS service runs these on every call, and each is one indexed read.
 _SURVIVOR = "SELECT id, merged_into_id FROM patient WHERE id = ?"
-_PATIENT_BODY = (
-    "SELECT body FROM fhir_resource WHERE resource_type = 'Patient' AND logical_id = ?"
-)
+_PATIENT_BODY = "SELECT body FROM fhir_resource WHERE resource_type = 'Patient' AND logical_id = ?"
 _BY_RESIDENT_ID = (
     "SELECT coalesce(p.merged_into_id, p.id) FROM patient_identifier i"
     " JOIN patient p ON p.id = i.patient_id"
@@ -144,7 +142,7 @@ _LOCAL_PRIORS = (
     " FROM study s JOIN exam_type e ON e.id = s.exam_type_id"
     " JOIN facility f ON f.id = s.facility_id"
     " LEFT JOIN report r ON r.study_id = s.id"
-    " WHERE s.patient_id IN ({patients}) AND s.completed_at IS NOT NULL"
+    " WHERE s.patient_id IN ({patients}) AND s.completed_at IS NOT NULL{kinds}"
 )
 _QC_PERIODS = (
     "SELECT facility_id, valid_from, valid_until FROM qc_qualification"
@@ -156,14 +154,28 @@ _REMOTE_REPORTS = (
 )
 
 
-def local_priors(connection: Connection, *, person: Person, zone: ZoneInfo) -> list[Prior]:
-    """The hub's own studies of the person with their reports (complete studies only)."""
-    if not person.patient_ids:
+def local_priors(
+    connection: Connection,
+    *,
+    person: Person,
+    zone: ZoneInfo,
+    kinds: Collection[str] | None = None,
+) -> list[Prior]:
+    """The hub's own studies of the person with their reports (complete studies only).
+
+    ``kinds``: only studies of these exam codes (None: all), for a caller that
+    knows which exam types can matter.
+    """
+    if not person.patient_ids or (kinds is not None and not kinds):
         return []
+    codes = sorted(kinds) if kinds is not None else []
     rows = fetch_rows(
         connection,
-        _LOCAL_PRIORS.format(patients=_marks(len(person.patient_ids))),
-        person.patient_ids,
+        _LOCAL_PRIORS.format(
+            patients=_marks(len(person.patient_ids)),
+            kinds=f" AND e.code IN ({_marks(len(codes))})" if kinds is not None else "",
+        ),
+        (*person.patient_ids, *codes),
     )
     periods: dict[int, list[tuple[date, date | None]]] = {}
     facilities = sorted({row[4] for row in rows})
@@ -213,10 +225,15 @@ def local_priors(connection: Connection, *, person: Person, zone: ZoneInfo) -> l
 
 
 def remote_priors(
-    connection: Connection, *, person: Person, exams: Sequence[ExamSpec], zone: ZoneInfo
+    connection: Connection,
+    *,
+    person: Person,
+    exams: Sequence[ExamSpec],
+    zone: ZoneInfo,
+    kinds: Collection[str] | None = None,
 ) -> list[Prior]:
     """DiagnosticReports other nodes sent about the person, read through their HR tag."""
-    if not person.fhir_ids:
+    if not person.fhir_ids or (kinds is not None and not kinds):
         return []
     by_code = {exam.code: exam for exam in exams}
     by_loinc = {exam.loinc: exam for exam in exams if exam.loinc}
@@ -234,6 +251,8 @@ def remote_priors(
                 exam = by_loinc.get(coding.get("code"))
         if exam is None:
             continue  # an exam this region's catalogue does not know cannot stand in for one
+        if kinds is not None and exam.code not in kinds:
+            continue
         moment = parse_instant(report.get("effectiveDateTime")) or parse_instant(
             report.get("issued")
         )
@@ -277,12 +296,21 @@ def remote_priors(
 
 
 def priors_of(
-    connection: Connection, *, person: Person, exams: Sequence[ExamSpec], zone: ZoneInfo
+    connection: Connection,
+    *,
+    person: Person,
+    exams: Sequence[ExamSpec],
+    zone: ZoneInfo,
+    kinds: Collection[str] | None = None,
 ) -> list[Prior]:
-    """Every prior of the person, each exam once (the hub's own copy wins over an echo)."""
+    """Every prior of the person, each exam once (the hub's own copy wins over an echo).
+
+    ``kinds`` narrows them to these exam codes (None: every exam), e.g. the
+    types that :func:`integration.recognition.stands_for` the requested ones.
+    """
     found: dict[str, Prior] = {}
-    for prior in local_priors(connection, person=person, zone=zone) + remote_priors(
-        connection, person=person, exams=exams, zone=zone
+    for prior in local_priors(connection, person=person, zone=zone, kinds=kinds) + remote_priors(
+        connection, person=person, exams=exams, zone=zone, kinds=kinds
     ):
         found.setdefault(prior.key, prior)
     return list(found.values())
