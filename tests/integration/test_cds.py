@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -271,6 +272,37 @@ def test_feedback_is_stored_as_recognition_decisions(hub: Hub) -> None:
         "feedback": [{"card": "00000000-0000-0000-0000-000000000000", "outcome": "accepted"}]
     }
     assert hub.client.post(f"/cds-services/{SIGN}/feedback", json=unknown).status_code == 400
+
+
+def test_concurrent_calls_answer_only_once_their_cards_are_kept(hub: Hub) -> None:
+    patient_id, code, _ = _recognisable_case(hub)
+
+    async def one(client: httpx.AsyncClient, number: int) -> tuple[str, int]:
+        request = _request("order-sign", str(patient_id), code)
+        request["hookInstance"] = f"concurrent-{number}"
+        answer = await client.post(f"/cds-services/{SIGN}", json=request)
+        (card,) = answer.json()["cards"]
+        # Read the moment the answer arrives, from another connection: already committed.
+        (kept,) = hub.query(
+            "SELECT count(*) FROM recognition_card WHERE card_uuid = ?", card["uuid"]
+        )
+        return str(card["uuid"]), int(kept[0])
+
+    async def everyone() -> list[tuple[str, int]]:
+        async with httpx.AsyncClient(base_url=hub.base, timeout=30) as client:
+            return await asyncio.gather(*(one(client, number) for number in range(12)))
+
+    answers = asyncio.run(everyone())
+    assert [kept for _, kept in answers] == [1] * 12
+    assert len({card for card, _ in answers}) == 12
+    feedback = {"feedback": [{"card": card, "outcome": "accepted"} for card, _ in answers]}
+    assert hub.client.post(f"/cds-services/{SIGN}/feedback", json=feedback).status_code == 200
+    (decided,) = hub.query(
+        "SELECT count(*) FROM recognition_decision WHERE card_id IN "
+        f"({', '.join('?' * len(answers))})",
+        *(card for card, _ in answers),
+    )
+    assert decided == (12,)
 
 
 def test_the_rest_check_returns_the_same_verdicts(hub: Hub) -> None:
