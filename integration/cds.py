@@ -464,7 +464,7 @@ class CdsHooks:
         today = now.astimezone(self._settings.zone).date()
         base = self._settings.base_url
         known = self._current_catalogue()
-        with self._database.engine.connect() as connection:
+        with self._database.snapshot() as connection:
             drafts, subjects = _drafts(context, hook, known.exams, known.aliases)
             if not drafts:
                 return [], []
@@ -667,8 +667,8 @@ class CdsHooks:
             )
 
         def run() -> dict[str, Any] | None:
-            with self._database.engine.connect() as connection:
-                exams = catalogue(connection)
+            exams = self._current_catalogue().exams
+            with self._database.snapshot() as connection:
                 exam = resolve_exam(
                     exam_code, system=params.get("system"), catalogue=exams, aliases={}
                 )
