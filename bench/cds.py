@@ -72,7 +72,6 @@ harness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(harness)
 
 import httpx  # noqa: E402
-from sqlalchemy import event  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
@@ -81,7 +80,7 @@ from starlette.routing import Route  # noqa: E402
 from fhir.identifiers import EXAM_TYPE_SYSTEM, FACILITY_SYSTEM  # noqa: E402
 from integration.database import Database  # noqa: E402
 from integration.priors import catalogue, find_person, priors_of  # noqa: E402
-from integration.recognition import Rules, verdicts  # noqa: E402
+from integration.recognition import Rules, stands_for, verdicts  # noqa: E402
 from integration.settings import Settings  # noqa: E402
 from models.enums import Sex  # noqa: E402
 from models.identity import make_resident_id  # noqa: E402
@@ -452,7 +451,7 @@ def asks(db: Path, seeded: Seeded, rng: random.Random, count: int) -> list[Ask]:
                 (rng.randint(seeded.first_study, seeded.last_study),),
             ).fetchone()
             user, facility = clinicians[rng.randrange(len(clinicians))]
-            instance = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            instance = str(uuid.uuid4())  # fresh in every run, even on a reused --data-dir
             found.append(Ask(row[0], row[1], order_sign(instance, row[0], row[1], user, facility)))
     return found
 
@@ -475,44 +474,59 @@ def raw_lookups(db: Path, requests: Sequence[Ask]) -> list[float]:
 
 
 def hub_lookups(root: Path, requests: Sequence[Ask]) -> tuple[list[float], float, list[str]]:
-    """The hub's own find_person + priors_of + verdicts in this process (no HTTP, no write).
+    """The hub's own lookups as the CDS service runs them, in this process (no HTTP, no write):
+    one read snapshot, find_person by resident ID, priors_of narrowed to the exam types that
+    stand for the requested one, verdicts.
 
-    Returns seconds per lookup, SQL statements per lookup, and the query plans of
-    the statements of one lookup.
+    Returns seconds per lookup, SQL statements per lookup (as SQLite ran them), and
+    the query plans of the statements of one lookup.
     """
     settings = Settings(data_dir=root, database_url="")
     database = Database.from_settings(settings)
-    statements: list[tuple[str, tuple[Any, ...]]] = []
-
-    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, tuple(parameters)))
-
+    statements: list[str] = []
     took = []
     rules = Rules()
     today = datetime.now(settings.zone).date()
     try:
         with database.engine.connect() as connection:
-            exams = {exam.code: exam for exam in catalogue(connection)}
-            event.listen(database.engine, "before_cursor_execute", grab)
-            for ask in requests:
+            every = catalogue(connection)
+        exams = {exam.code: exam for exam in every}
+        kinds = {
+            code: frozenset(
+                other.code
+                for other in every
+                if stands_for(
+                    other.code, other.modality, other.body_part, requested=exam, rules=rules
+                )
+            )
+            for code, exam in exams.items()
+        }
+        for ask in requests:
+            with database.snapshot() as connection:
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                driver.set_trace_callback(statements.append)
                 started = time.perf_counter()
-                person = find_person(connection, fhir_id=ask.resident_id)
-                if person is None:
-                    person = find_person(connection, resident_id=ask.resident_id)
+                person = find_person(connection, resident_id=ask.resident_id)
                 assert person is not None
                 priors = priors_of(
-                    connection, person=person, exams=list(exams.values()), zone=settings.zone
+                    connection,
+                    person=person,
+                    exams=every,
+                    zone=settings.zone,
+                    kinds=kinds[ask.code],
                 )
                 verdicts(priors, requested=exams[ask.code], on=today, rules=rules)
                 took.append(time.perf_counter() - started)
-            event.remove(database.engine, "before_cursor_execute", grab)
-            per_lookup = len(statements) / max(1, len(requests))
-            one = statements[: round(per_lookup)]
-            plans = []
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            for sql, params in one:
-                plan = raw.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+                driver.set_trace_callback(None)
+        queries = [sql for sql in statements if sql.startswith("SELECT")]
+        per_lookup = len(queries) / max(1, len(requests))
+        plans = []
+        with database.engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            for sql in queries[: round(per_lookup)]:
+                plan = driver.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
                 plans.append(" / ".join(str(step[-1]) for step in plan))
     finally:
         database.dispose()
@@ -791,7 +805,7 @@ def main() -> int:
             f"in this process, one caller: the bound's SQL p50 {pct(raw, 0.5) * 1000:.0f} µs"
             f" p99 {pct(raw, 0.99) * 1000:.0f} µs; the hub's find_person + priors_of + "
             f"verdicts p50 {pct(took, 0.5):.2f} ms p99 {pct(took, 0.99):.2f} ms "
-            f"({statements:.1f} SQL statements each)"
+            f"({statements:.1f} SQL statements each, in one read transaction)"
         )
         for plan in plans:
             say(f"  plan: {plan}")
