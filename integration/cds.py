@@ -14,12 +14,14 @@ callers are served.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,16 +30,15 @@ import anyio.to_thread
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _AsciiJSONResponse
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from fhir.identifiers import FACILITY_SYSTEM, RESIDENT_ID_SYSTEM, SID
 from fhir.search import reference_id
 from integration.cds_auth import CdsAuthenticator, CdsCaller
-from integration.database import Database, fetch_rows
+from integration.database import Database, fetch_rows, read_snapshot
 from integration.group_commit import GroupCommit
 from integration.priors import Person, catalogue, find_person, priors_of
 from integration.recognition import (
@@ -195,6 +196,19 @@ def _facility(connection: Connection, context: Mapping[str, Any]) -> int | None:
     return None
 
 
+def name_uuid(namespace: bytes, name: str) -> str:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` without the UUID objects.
+
+    Card ids are derived, not random: the same hook instance asking again gets the
+    same card. Two per card on every call, so the cheaper form.
+    """
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _looks_like_resident_id(text: str) -> bool:
     return len(text) == 18 and text[:17].isdigit() and (text[17].isdigit() or text[17] in "Xx")
 
@@ -297,7 +311,7 @@ def _warning(card_uuid: str, draft: DraftOrder, verdict: Verdict, base_url: str)
         "suggestions": [
             {
                 "label": "采纳已有检查，撤销本次申请",
-                "uuid": str(uuid.uuid5(uuid.UUID(card_uuid), "remove")),
+                "uuid": name_uuid(bytes.fromhex(card_uuid.replace("-", "")), "remove"),
                 "isRecommended": True,
                 "actions": [
                     {
@@ -359,6 +373,7 @@ class CdsHooks:
         # away, so there it runs in a worker thread, two at a time.
         self._inline = database.engine.dialect.name == "sqlite"
         self._workers = anyio.CapacityLimiter(2)
+        self._reader: Connection | None = None  # the event loop's own, while started
         # Cards are committed before the answer leaves, so their feedback always finds
         # them; calls arriving together share one commit.
         self._keeper: GroupCommit[dict[str, Any]] = GroupCommit(
@@ -368,21 +383,36 @@ class CdsHooks:
     def start(self) -> None:
         """Start the writer that keeps the cards (``huren serve`` does, before serving)."""
         self._keeper.start()
+        if self._inline and self._reader is None:
+            self._reader = self._database.engine.connect()
 
     def stop(self) -> None:
         self._keeper.stop()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
-    def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/", self.discover, methods=["GET"]),
-                Route("/{service_id}", self.call, methods=["POST"]),
-                Route("/{service_id}/feedback", self.feedback, methods=["POST"]),
-            ]
-        )
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """Where a call reads: on SQLite the event loop's own connection (no pool round),
+        else one from the pool."""
+        if self._reader is None:
+            with self._database.snapshot() as connection:
+                yield connection
+            return
+        with read_snapshot(self._reader):
+            yield self._reader
 
-    def rest_app(self) -> Starlette:
-        return Starlette(routes=[Route("/verdicts", self.rest_verdicts, methods=["GET"])])
+    def routes(self) -> list[BaseRoute]:
+        """``/cds-services`` and ``/recognition/verdicts``, as routes of the hub's own app:
+        a hook call is the hot path, and a mounted app would add its own middleware and
+        routing to every call."""
+        return [
+            Route("/cds-services", self.discover, methods=["GET"]),
+            Route("/cds-services/{service_id}", self.call, methods=["POST"]),
+            Route("/cds-services/{service_id}/feedback", self.feedback, methods=["POST"]),
+            Route("/recognition/verdicts", self.rest_verdicts, methods=["GET"]),
+        ]
 
     # --- edges ---------------------------------------------------------------------------
 
@@ -464,7 +494,7 @@ class CdsHooks:
         today = now.astimezone(self._settings.zone).date()
         base = self._settings.base_url
         known = self._current_catalogue()
-        with self._database.snapshot() as connection:
+        with self._snapshot() as connection:
             drafts, subjects = _drafts(context, hook, known.exams, known.aliases)
             if not drafts:
                 return [], []
@@ -489,8 +519,8 @@ class CdsHooks:
             if not found:
                 continue
             best = found[0]
-            card_uuid = str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"{instance}/{draft.reference}/{best.prior.key}")
+            card_uuid = name_uuid(
+                uuid.NAMESPACE_URL.bytes, f"{instance}/{draft.reference}/{best.prior.key}"
             )
             if best.recognisable:
                 cards.append(_warning(card_uuid, draft, best, base))

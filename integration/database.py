@@ -43,23 +43,10 @@ class Database:
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
-        """A connection for a group of reads that should see one state of the database.
-
-        On SQLite the block is one read transaction: one snapshot, and one look at
-        the WAL instead of one per statement (seven lookups: 144 -> 62 µs). On
-        PostgreSQL the reads share the transaction the driver opens (read committed).
-        Nothing written in the block is kept.
-        """
-        with self.engine.connect() as connection:
-            if connection.dialect.name != "sqlite":
-                yield connection
-                return
-            driver = connection.connection.driver_connection
-            driver.execute("BEGIN")  # type: ignore[union-attr]
-            try:
-                yield connection
-            finally:
-                driver.rollback()  # type: ignore[union-attr]
+        """A connection for a group of reads that should see one state of the database
+        (see :func:`read_snapshot`)."""
+        with self.engine.connect() as connection, read_snapshot(connection):
+            yield connection
 
     def upgrade(self) -> None:
         migrations.upgrade(self.engine)
@@ -75,6 +62,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def read_snapshot(connection: Connection) -> Iterator[None]:
+    """Reads in the block see one state of the database; nothing written in it is kept.
+
+    On SQLite the block is one read transaction: one snapshot, and one look at the
+    WAL instead of one per statement (seven lookups: 144 -> 62 µs). On PostgreSQL
+    the reads share the transaction the driver opens (read committed), rolled back.
+    """
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.name == "sqlite":
+        driver.execute("BEGIN")
+    try:
+        yield
+    finally:
+        driver.rollback()
 
 
 @lru_cache(maxsize=256)

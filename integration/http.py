@@ -56,6 +56,8 @@ def build_http_app(
         )
 
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    if cds is not None:
+        routes += cds.routes()
     if fhir is not None:
         fhir_app = fhir.app()
         # A Mount does not match the bare base, where transactions are POSTed.
@@ -65,13 +67,6 @@ def build_http_app(
         ]
     if dicomweb is not None:
         routes.append(Mount("/dicomweb", app=dicomweb.app()))
-    if cds is not None:
-        cds_app = cds.app()
-        routes += [
-            Route("/cds-services", _AtBase(cds_app, "/cds-services"), methods=["GET"]),
-            Mount("/cds-services", app=cds_app),
-            Mount("/recognition", app=cds.rest_app()),
-        ]
     return Starlette(routes=routes)
 
 

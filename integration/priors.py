@@ -235,13 +235,14 @@ def remote_priors(
     """DiagnosticReports other nodes sent about the person, read through their HR tag."""
     if not person.fhir_ids or (kinds is not None and not kinds):
         return []
+    subjects = person.fhir_ids
+    rows = fetch_rows(connection, _REMOTE_REPORTS.format(subjects=_marks(len(subjects))), subjects)
+    if not rows:
+        return []
     by_code = {exam.code: exam for exam in exams}
     by_loinc = {exam.loinc: exam for exam in exams if exam.loinc}
     priors = []
-    subjects = person.fhir_ids
-    for logical_id, origin, body in fetch_rows(
-        connection, _REMOTE_REPORTS.format(subjects=_marks(len(subjects))), subjects
-    ):
+    for logical_id, origin, body in rows:
         report = json.loads(body)
         exam = None
         for coding in (report.get("code") or {}).get("coding") or []:

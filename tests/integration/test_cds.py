@@ -7,14 +7,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir.identifiers import EXAM_TYPE_SYSTEM, RESIDENT_ID_SYSTEM
+from integration.cds import name_uuid
 from tests.conftest import free_port
 from tests.hub_helpers import hub_environment, start_hub
 
@@ -318,3 +322,10 @@ def test_the_rest_check_returns_the_same_verdicts(hub: Hub) -> None:
     assert all(v["exam"] == code for v in by_id["verdicts"])
     missing = hub.client.get("/recognition/verdicts", params={"exam": code})
     assert missing.status_code == 400
+
+
+@given(namespace=st.uuids(), name=st.text())
+def test_card_ids_are_the_uuid5_of_their_instance_order_and_prior(
+    namespace: uuid.UUID, name: str
+) -> None:
+    assert name_uuid(namespace.bytes, name) == str(uuid.uuid5(namespace, name))
