@@ -28,8 +28,6 @@ from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import Connection, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _AsciiJSONResponse
 from starlette.responses import Response
@@ -38,7 +36,13 @@ from starlette.routing import BaseRoute, Route
 from fhir.identifiers import FACILITY_SYSTEM, RESIDENT_ID_SYSTEM, SID
 from fhir.search import reference_id
 from integration.cds_auth import CdsAuthenticator, CdsCaller
-from integration.database import Database, fetch_rows, read_snapshot
+from integration.database import (
+    Database,
+    execute_rows,
+    fetch_rows,
+    instant_value,
+    read_snapshot,
+)
 from integration.group_commit import GroupCommit
 from integration.priors import Person, catalogue, find_person, priors_of
 from integration.recognition import (
@@ -249,16 +253,46 @@ def _card_row(
     }
 
 
-def _keep_cards(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Keep the cards shown; the same hook instance asking again keeps the first copy."""
-    table = T["recognition_card"]
-    if connection.dialect.name == "postgresql":
-        statement: Any = postgresql_insert(table).on_conflict_do_nothing(
-            index_elements=["card_uuid"]
-        )
-    else:
-        statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["card_uuid"])
-    connection.execute(statement, rows)
+_CARD_COLUMNS = (
+    "card_uuid",
+    "hook_instance",
+    "service",
+    "patient_id",
+    "requested_exam_type_id",
+    "prior_key",
+    "prior_study_id",
+    "prior_report_id",
+    "prior_source",
+    "recognisable",
+    "facility_id",
+    "clinician_ref",
+    "draft_order_ref",
+    "avoidable_fee_fen",
+    "issued_at",
+)
+_KEEP_CARDS = (
+    f"INSERT INTO recognition_card ({', '.join(_CARD_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_CARD_COLUMNS))}) ON CONFLICT (card_uuid) DO NOTHING"
+)
+
+
+def keep_cards(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Keep the cards shown; the same hook instance asking again keeps the first copy.
+
+    Plain SQL on the DBAPI connection: it runs in the writer thread, and every
+    microsecond it holds the GIL is taken from the event loop answering calls.
+    """
+    execute_rows(
+        connection,
+        _KEEP_CARDS,
+        [
+            tuple(
+                instant_value(connection, row[column]) if column == "issued_at" else row[column]
+                for column in _CARD_COLUMNS
+            )
+            for row in rows
+        ],
+    )
 
 
 def _facility_by_code(connection: Connection, code: str) -> int | None:
@@ -377,7 +411,7 @@ class CdsHooks:
         # Cards are committed before the answer leaves, so their feedback always finds
         # them; calls arriving together share one commit.
         self._keeper: GroupCommit[dict[str, Any]] = GroupCommit(
-            database=database, write=_keep_cards, name="cds-cards"
+            database=database, write=keep_cards, name="cds-cards"
         )
 
     def start(self) -> None:

@@ -107,6 +107,26 @@ def fetch_rows(
         cursor.close()
 
 
+def execute_rows(connection: Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    """``sql`` (``?`` placeholders) once per row, straight on the DBAPI connection, inside
+    ``connection``'s transaction (see :func:`fetch_rows`; times via :func:`instant_value`)."""
+    if not rows:
+        return
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_in_style(sql, connection.dialect.paramstyle), rows)
+    finally:
+        cursor.close()
+
+
+def instant_value(connection: Connection, moment: datetime) -> datetime | str:
+    """An aware ``moment`` as a UtcDateTime column stores it, for a DBAPI parameter."""
+    utc = moment.astimezone(UTC)
+    if connection.dialect.name == "sqlite":
+        return utc.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime text
+    return utc
+
+
 def instant(value: datetime | str) -> datetime:
     """A UTC-aware datetime from what the driver returned for a UtcDateTime column."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
