@@ -397,6 +397,7 @@ class CdsHooks:
     ) -> None:
         self._database = database
         self._settings = settings
+        self._zone = settings.zone  # a ZoneInfo lookup per property read otherwise
         self._rules = rules or Rules()
         self._authenticator = authenticator or CdsAuthenticator({})
         self._clock = clock
@@ -525,13 +526,13 @@ class CdsHooks:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The cards to answer, and the rows that keep them."""
         now = self._clock()
-        today = now.astimezone(self._settings.zone).date()
+        today = now.astimezone(self._zone).date()
         base = self._settings.base_url
         known = self._current_catalogue()
+        drafts, subjects = _drafts(context, hook, known.exams, known.aliases)
+        if not drafts:
+            return [], []
         with self._snapshot() as connection:
-            drafts, subjects = _drafts(context, hook, known.exams, known.aliases)
-            if not drafts:
-                return [], []
             person = self._person(connection, str(context["patientId"]), prefetch, subjects)
             if person is None:
                 return [], []
@@ -539,7 +540,7 @@ class CdsHooks:
                 connection,
                 person=person,
                 exams=known.exams,
-                zone=self._settings.zone,
+                zone=self._zone,
                 kinds=frozenset().union(*(known.related[draft.exam.code] for draft in drafts)),
             )
             facility_id = (
@@ -743,8 +744,8 @@ class CdsHooks:
                 )
                 if person is None:
                     return None
-                priors = priors_of(connection, person=person, exams=exams, zone=self._settings.zone)
-            today = self._clock().astimezone(self._settings.zone).date()
+                priors = priors_of(connection, person=person, exams=exams, zone=self._zone)
+            today = self._clock().astimezone(self._zone).date()
             found = verdicts(priors, requested=exam, on=today, rules=self._rules)
             return {
                 "exam": {"code": exam.code, "name": exam.name},
