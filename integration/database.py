@@ -74,6 +74,8 @@ def read_snapshot(connection: Connection) -> Iterator[None]:
     """
     driver: Any = connection.connection.driver_connection
     if connection.dialect.name == "sqlite":
+        if driver.in_transaction:  # left open by a failure: never read through a stale one
+            driver.rollback()
         driver.execute("BEGIN")
     try:
         yield
