@@ -7,21 +7,17 @@ costs the API one fsync per batch rather than one per request.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from integration.database import Database
+from integration.group_commit import GroupCommit
 from models import metadata
 from models.enums import AuditAction, AuditOutcome
 
-log = logging.getLogger("huren.audit")
 AUDIT = metadata.tables["audit_event"]
 
 
@@ -35,9 +31,6 @@ class AuditEntry:
     detail: str = ""
     patient_id: int | None = None  # the hub's own patient, when the entity is about one
     outcome: AuditOutcome = AuditOutcome.success
-
-
-Done = Callable[[BaseException | None], None]
 
 
 def audit_row(entry: AuditEntry, *, now: datetime) -> dict[str, object]:
@@ -69,72 +62,25 @@ class AuditWriter:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_batch: int = 256,
     ) -> None:
-        self._database = database
         self._clock = clock
-        self._max_batch = max_batch
-        self._entries: queue.Queue[tuple[AuditEntry, Done] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self.recorded = 0
+        self._writer: GroupCommit[AuditEntry] = GroupCommit(
+            database=database, write=self._write, name="audit-writer", max_batch=max_batch
+        )
+
+    @property
+    def recorded(self) -> int:
+        return self._writer.stored
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._entries.put(None)
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._writer.stop()
 
     async def record(self, entry: AuditEntry) -> None:
         """Store ``entry``; raises if it could not be stored (the caller answers 500)."""
-        if self._thread is None:
-            raise RuntimeError("the audit writer is not running")
-        loop = asyncio.get_running_loop()
-        stored: asyncio.Future[None] = loop.create_future()
+        await self._writer.store((entry,))
 
-        def done(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, stored, error)
-
-        self._entries.put((entry, done))
-        await stored
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._entries.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    following = self._entries.get_nowait()
-                except queue.Empty:
-                    break
-                if following is None:
-                    stopping = True
-                    break
-                batch.append(following)
-            error: BaseException | None = None
-            now = self._clock()
-            try:
-                with self._database.engine.begin() as connection:
-                    connection.execute(
-                        insert(AUDIT), [audit_row(entry, now=now) for entry, _ in batch]
-                    )
-                self.recorded += len(batch)
-            except Exception as exc:  # every waiting request learns of it
-                log.exception("audit events not stored")
-                error = exc
-            for _, done in batch:
-                done(error)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+    def _write(self, connection: Connection, entries: list[AuditEntry]) -> None:
+        now = self._clock()
+        connection.execute(insert(AUDIT), [audit_row(entry, now=now) for entry in entries])

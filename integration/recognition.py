@@ -136,16 +136,26 @@ def judge(prior: Prior, *, requested: ExamSpec, on: date, rules: Rules) -> Verdi
     )
 
 
-def is_candidate(prior: Prior, *, requested: ExamSpec, rules: Rules) -> bool:
-    """A prior of the requested type, or (when configured) of the same modality and body part."""
-    if prior.exam_code == requested.code:
+def stands_for(
+    exam_code: str, modality: str, body_part: str, *, requested: ExamSpec, rules: Rules
+) -> bool:
+    """A prior of this exam type may stand for ``requested``: the same type, or (when
+    configured) the same modality and body part."""
+    if exam_code == requested.code:
         return True
     return (
         rules.include_related
-        and bool(prior.modality)
-        and prior.modality == requested.modality
-        and bool(prior.body_part)
-        and prior.body_part == requested.body_part
+        and bool(modality)
+        and modality == requested.modality
+        and bool(body_part)
+        and body_part == requested.body_part
+    )
+
+
+def is_candidate(prior: Prior, *, requested: ExamSpec, rules: Rules) -> bool:
+    """A prior of the requested type, or (when configured) of the same modality and body part."""
+    return stands_for(
+        prior.exam_code, prior.modality, prior.body_part, requested=requested, rules=rules
     )
 
 
@@ -204,5 +214,6 @@ __all__ = [
     "is_candidate",
     "judge",
     "resolve_exam",
+    "stands_for",
     "verdicts",
 ]

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir.identifiers import EXAM_TYPE_SYSTEM, RESIDENT_ID_SYSTEM
+from integration.cds import name_uuid
 from tests.conftest import free_port
 from tests.hub_helpers import hub_environment, start_hub
 
@@ -273,6 +278,37 @@ def test_feedback_is_stored_as_recognition_decisions(hub: Hub) -> None:
     assert hub.client.post(f"/cds-services/{SIGN}/feedback", json=unknown).status_code == 400
 
 
+def test_concurrent_calls_answer_only_once_their_cards_are_kept(hub: Hub) -> None:
+    patient_id, code, _ = _recognisable_case(hub)
+
+    async def one(client: httpx.AsyncClient, number: int) -> tuple[str, int]:
+        request = _request("order-sign", str(patient_id), code)
+        request["hookInstance"] = f"concurrent-{number}"
+        answer = await client.post(f"/cds-services/{SIGN}", json=request)
+        (card,) = answer.json()["cards"]
+        # Read the moment the answer arrives, from another connection: already committed.
+        (kept,) = hub.query(
+            "SELECT count(*) FROM recognition_card WHERE card_uuid = ?", card["uuid"]
+        )
+        return str(card["uuid"]), int(kept[0])
+
+    async def everyone() -> list[tuple[str, int]]:
+        async with httpx.AsyncClient(base_url=hub.base, timeout=30) as client:
+            return await asyncio.gather(*(one(client, number) for number in range(12)))
+
+    answers = asyncio.run(everyone())
+    assert [kept for _, kept in answers] == [1] * 12
+    assert len({card for card, _ in answers}) == 12
+    feedback = {"feedback": [{"card": card, "outcome": "accepted"} for card, _ in answers]}
+    assert hub.client.post(f"/cds-services/{SIGN}/feedback", json=feedback).status_code == 200
+    (decided,) = hub.query(
+        "SELECT count(*) FROM recognition_decision WHERE card_id IN "
+        f"({', '.join('?' * len(answers))})",
+        *(card for card, _ in answers),
+    )
+    assert decided == (12,)
+
+
 def test_the_rest_check_returns_the_same_verdicts(hub: Hub) -> None:
     patient_id, code, resident_id = _recognisable_case(hub)
     by_id = hub.client.get(
@@ -286,3 +322,10 @@ def test_the_rest_check_returns_the_same_verdicts(hub: Hub) -> None:
     assert all(v["exam"] == code for v in by_id["verdicts"])
     missing = hub.client.get("/recognition/verdicts", params={"exam": code})
     assert missing.status_code == 400
+
+
+@given(namespace=st.uuids(), name=st.text())
+def test_card_ids_are_the_uuid5_of_their_instance_order_and_prior(
+    namespace: uuid.UUID, name: str
+) -> None:
+    assert name_uuid(namespace.bytes, name) == str(uuid.uuid5(namespace, name))

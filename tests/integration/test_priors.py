@@ -7,13 +7,15 @@ import json
 import subprocess
 import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Connection, text
 
 from fhir.identifiers import HR_TAG_SYSTEM, RESIDENT_ID_SYSTEM
-from integration.database import Database
+from integration.database import Database, day, fetch_rows, instant
+from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.fhir_exchange import accept_transaction
 from integration.priors import catalogue, find_person, priors_of
 from integration.recognition import Reason, Rules, verdicts
@@ -52,6 +54,13 @@ def _returning_patient(connection: Connection) -> tuple[int, str]:
     return int(row.patient_id), str(row.code)
 
 
+def test_driver_values_become_aware_instants_and_days() -> None:
+    assert instant("2026-11-25 08:30:00.000001") == datetime(2026, 11, 25, 8, 30, 0, 1, tzinfo=UTC)
+    aware = datetime(2026, 11, 25, 16, 30, tzinfo=ZONE)
+    assert instant(aware) is aware
+    assert day("2026-11-25") == day(date(2026, 11, 25)) == date(2026, 11, 25)
+
+
 def test_the_same_person_is_found_by_fhir_id_and_by_resident_id(region: Database) -> None:
     with region.engine.connect() as connection:
         patient_id, _ = _returning_patient(connection)
@@ -84,6 +93,22 @@ def test_local_priors_carry_the_facts_the_rules_need(region: Database) -> None:
             or verdict.prior.report_status.value == "preliminary"
         )
         assert verdict.prior.recognised_item == requested.recognised
+
+
+def test_kinds_narrow_the_priors_to_the_exam_types_asked_for(region: Database) -> None:
+    with region.engine.connect() as connection:
+        patient_id, code = _returning_patient(connection)
+        person = find_person(connection, fhir_id=str(patient_id))
+        assert person is not None
+        exams = catalogue(connection)
+        every = priors_of(connection, person=person, exams=exams, zone=ZONE)
+        narrowed = priors_of(connection, person=person, exams=exams, zone=ZONE, kinds={code})
+        nothing = priors_of(connection, person=person, exams=exams, zone=ZONE, kinds=set())
+    assert len({prior.exam_code for prior in every}) >= 1
+    assert sorted(narrowed, key=lambda p: p.key) == sorted(
+        (prior for prior in every if prior.exam_code == code), key=lambda p: p.key
+    )
+    assert len(narrowed) >= 2 and nothing == []
 
 
 def test_a_report_from_another_node_counts_by_its_hr_tag(region: Database) -> None:
@@ -167,3 +192,34 @@ def test_a_report_from_another_node_counts_by_its_hr_tag(region: Database) -> No
         )[0]
         assert Reason.facility_not_qualified in verdict.reasons
         connection.rollback()  # leave the shared region as it was
+
+
+@pytest.mark.postgres
+def test_the_lookups_run_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=postgres_url)  # type: ignore[arg-type]
+    database = Database.from_settings(settings)
+    database.upgrade()
+    seed_demo_region(
+        database, settings=settings, options=DemoOptions(seed=7, exams=400, progress=False)
+    )
+    try:
+        with database.engine.connect() as connection:
+            patient_id, code = _returning_patient(connection)
+            person = find_person(connection, fhir_id=str(patient_id))
+            assert person is not None and person.resident_id
+            assert find_person(connection, resident_id=person.resident_id) == person
+            exams = catalogue(connection)
+            priors = priors_of(connection, person=person, exams=exams, zone=ZONE)
+            studies = connection.execute(
+                text(
+                    "SELECT count(*) FROM study WHERE patient_id = :p AND completed_at IS NOT NULL"
+                ),
+                {"p": patient_id},
+            ).scalar()
+            assert fetch_rows(connection, "SELECT ? || ?", ("a", "b")) == [("ab",)]
+        assert len(priors) == studies
+        requested = next(exam for exam in exams if exam.code == code)
+        found = verdicts(priors, requested=requested, on=date.today(), rules=Rules())
+        assert len(found) >= 2 and all(isinstance(v.prior.performed_on, date) for v in found)
+    finally:
+        database.dispose()

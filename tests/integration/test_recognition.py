@@ -14,8 +14,10 @@ from integration.recognition import (
     Prior,
     Reason,
     Rules,
+    is_candidate,
     judge,
     resolve_exam,
+    stands_for,
     verdicts,
 )
 from models.enums import ReportStatus
@@ -123,6 +125,26 @@ def test_related_exams_count_only_when_configured() -> None:
         [lateral, head], requested=CHEST, on=TODAY, rules=Rules(include_related=True)
     )
     assert [(v.prior.key, v.same_type) for v in related] == [("9", False)]
+
+
+@pytest.mark.parametrize("related", [False, True])
+def test_exam_types_that_stand_for_a_request_are_the_candidates_priors(related: bool) -> None:
+    rules = Rules(include_related=related)
+    for requested in CATALOGUE:
+        standing = {
+            exam.code
+            for exam in CATALOGUE
+            if stands_for(
+                exam.code, exam.modality, exam.body_part, requested=requested, rules=rules
+            )
+        }
+        for exam in CATALOGUE:
+            prior = replace(
+                GOOD, exam_code=exam.code, modality=exam.modality, body_part=exam.body_part
+            )
+            assert is_candidate(prior, requested=requested, rules=rules) == (exam.code in standing)
+    assert stands_for("DX-CHEST-LAT", "DX", "CHEST", requested=CHEST, rules=rules) == related
+    assert not stands_for("CT-HEAD", "CT", "HEAD", requested=CHEST, rules=rules)
 
 
 def test_verdicts_put_recognisable_first_then_the_newest() -> None:
