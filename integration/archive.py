@@ -24,11 +24,12 @@ from dicom.errors import InvalidInstance
 from dicom.instance import InstanceFacts
 from dicom.server import ReceivedInstance
 from dicom.store import FileStore, StagedFile, StoredFile
-from integration.database import Database
+from integration.database import Database, unavailable
 from integration.directory import Directory, FacilityRef
 from integration.settings import Settings
 from models import metadata
 from models.enums import Priority, StudyStatus
+from models.errors import DatabaseUnavailable
 
 log = logging.getLogger("huren.archive")
 STUDY = metadata.tables["study"]
@@ -175,8 +176,8 @@ class Archive:
         if job.stored is not None:
             self._files.remove(job.stored.path)
         log.error("instance %s not indexed (%s); file removed", facts.sop_instance_uid, job.error)
-        if isinstance(job.error, OSError):
-            return OUT_OF_RESOURCES
+        if isinstance(job.error, (OSError, DatabaseUnavailable)):
+            return OUT_OF_RESOURCES  # disk full, database locked: refused for now, send again
         return PROCESSING_FAILURE
 
     # ------------------------------------------------------------------ group commit
@@ -254,7 +255,7 @@ class Archive:
                 for job in batch:  # files already published keep their names and versions
                     self._commit([job])
                 return
-            batch[0].error = exc
+            batch[0].error = unavailable(exc) or exc
         for job in batch:
             job.done = True
 

@@ -28,6 +28,7 @@ import anyio.to_thread
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _AsciiJSONResponse
@@ -37,7 +38,7 @@ from starlette.routing import Route
 from fhir.identifiers import FACILITY_SYSTEM, RESIDENT_ID_SYSTEM, SID
 from fhir.search import reference_id
 from integration.cds_auth import CdsAuthenticator, CdsCaller
-from integration.database import Database
+from integration.database import Database, unavailable
 from integration.priors import Person, catalogue, find_person, priors_of
 from integration.recognition import (
     REASON_EN,
@@ -363,7 +364,20 @@ class CdsHooks:
                 Route("/", self.discover, methods=["GET"]),
                 Route("/{service_id}", self.call, methods=["POST"]),
                 Route("/{service_id}/feedback", self.feedback, methods=["POST"]),
-            ]
+            ],
+            exception_handlers={SQLAlchemyError: self._storage_problem},
+        )
+
+    async def _storage_problem(self, _request: Request, exc: Exception) -> Response:
+        """A locked or unreachable database is 503 (the EHR shows no card and moves on)."""
+        if unavailable(exc) is None:
+            log.error("CDS request failed in the database: %s", exc)
+            return JSONResponse({"error": "the hub could not answer"}, status_code=500)
+        log.warning("CDS request refused: %s", exc)
+        return JSONResponse(
+            {"error": "the hub's database is busy; retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     def rest_app(self) -> Starlette:
