@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from dicom.errors import InvalidInstance
+from dicom.errors import InvalidInstance, StorageFull
 from dicom.instance import InstanceFacts
 from dicom.server import ReceivedInstance
 from dicom.store import FileStore, StagedFile, StoredFile
@@ -161,7 +161,7 @@ class Archive:
         """Keep an instance whose facts the caller already read (the bulk import)."""
         try:
             staged = self._files.stage(encoded)
-        except OSError as exc:  # StorageFull included
+        except (OSError, StorageFull) as exc:  # StorageFull is a DicomError, not an OSError
             log.error("cannot write instance %s: %s", facts.sop_instance_uid, exc)
             return OUT_OF_RESOURCES
         return self._keep(staged, facts, facility)
@@ -176,7 +176,7 @@ class Archive:
         if job.stored is not None:
             self._files.remove(job.stored.path)
         log.error("instance %s not indexed (%s); file removed", facts.sop_instance_uid, job.error)
-        if isinstance(job.error, (OSError, DatabaseUnavailable)):
+        if isinstance(job.error, (OSError, StorageFull, DatabaseUnavailable)):
             return OUT_OF_RESOURCES  # disk full, database locked: refused for now, send again
         return PROCESSING_FAILURE
 
