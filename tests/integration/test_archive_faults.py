@@ -8,16 +8,19 @@ disk does when the last block goes to a directory entry.
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.data import get_testdata_file
-from sqlalchemy import func, select
+from pydicom.uid import generate_uid
+from sqlalchemy import func, select, text
 
 from dicom.errors import StorageFull
 from dicom.instance import InstanceFacts, read_facts
 from dicom.store import FileStore, StagedFile, StoredFile
-from integration.archive import OUT_OF_RESOURCES, SUCCESS, Archive
+from integration.archive import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, Archive
 from integration.database import Database
 from integration.directory import Directory
 from integration.settings import Settings
@@ -74,4 +77,41 @@ def test_a_disk_that_fills_while_publishing_gives_out_of_resources_and_leaves_no
 
     files.full = False  # space freed: the re-send is stored
     assert keeper.store_facts(encoded, facts, facility=facility) == SUCCESS
+    database.dispose()
+
+
+def test_a_series_already_filed_under_another_study_is_refused_not_split(
+    archive: tuple[Archive, _FullWhilePublishing, Database],
+) -> None:
+    """Found by the DICOM fuzzer: a template's Series UID reused in a new study.
+
+    It used to be filed in the first study's series while counted in the
+    second study, which then had instances but no series.
+    """
+    keeper, files, database = archive
+    files.full = False
+    zone = Settings().zone
+    facility = keeper.caller_facility(AET)
+    assert facility is not None
+    template = dcmread(get_testdata_file("CT_small.dcm"))
+    codes = []
+    for study in ("2.25.1001", "2.25.1002"):
+        dataset = template.copy()
+        dataset.StudyInstanceUID = study
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        buffer = BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        encoded = buffer.getvalue()
+        codes.append(keeper.store_facts(encoded, read_facts(encoded, zone=zone), facility=facility))
+    assert codes == [SUCCESS, CANNOT_UNDERSTAND]
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT t.study_instance_uid, t.num_series, t.num_instances, count(i.id) "
+                "FROM study t LEFT JOIN instance i ON i.study_id = t.id GROUP BY t.id"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [("2.25.1001", 1, 1, 1)]
+    assert len([p for p in (files.root / "dicom").rglob("*.dcm")]) == 1
     database.dispose()
