@@ -272,10 +272,15 @@ class FhirApi:
             raise FhirProblem(400, "structure", f"the body is not JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise FhirProblem(400, "structure", "the body is not a FHIR resource")
-        types = {
-            str((entry.get("resource") or {}).get("resourceType", ""))
-            for entry in raw.get("entry") or []
-            if isinstance(entry, dict)
+        entries = raw.get("entry")
+        if entries is not None and not isinstance(entries, list):
+            raise FhirProblem(
+                400, "structure", "Bundle.entry must be an array", expression="Bundle.entry"
+            )
+        types = {  # the scopes to check; the Bundle's shape is validated in full later
+            str(resource.get("resourceType", ""))
+            for entry in entries or []
+            if isinstance(entry, dict) and isinstance(resource := entry.get("resource"), dict)
         }
         grant = self._grant(request, "Bundle", "write") if not types else None
         for resource_type in sorted(types):
