@@ -20,15 +20,16 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from dicom.errors import InvalidInstance
+from dicom.errors import InvalidInstance, StorageFull
 from dicom.instance import InstanceFacts
 from dicom.server import ReceivedInstance
 from dicom.store import FileStore, StagedFile, StoredFile
-from integration.database import Database
+from integration.database import Database, unavailable
 from integration.directory import Directory, FacilityRef
 from integration.settings import Settings
 from models import metadata
 from models.enums import Priority, StudyStatus
+from models.errors import DatabaseUnavailable
 
 log = logging.getLogger("huren.archive")
 STUDY = metadata.tables["study"]
@@ -50,7 +51,9 @@ _VERSIONS = select(INSTANCE.c.sop_instance_uid, INSTANCE.c.version, INSTANCE.c.s
 _STUDY_BY_UID = select(STUDY.c.id, STUDY.c.modalities, STUDY.c.status).where(
     STUDY.c.study_instance_uid == bindparam("uid")
 )
-_SERIES_BY_UID = select(SERIES.c.id).where(SERIES.c.series_instance_uid == bindparam("uid"))
+_SERIES_BY_UID = select(SERIES.c.id, SERIES.c.study_id).where(
+    SERIES.c.series_instance_uid == bindparam("uid")
+)
 _INSERT_STUDY = insert(STUDY)
 _INSERT_SERIES = insert(SERIES)
 _INSERT_INSTANCE = insert(INSTANCE)
@@ -111,7 +114,7 @@ class Archive:
         self.indexed = 0
         self.commits = 0
         self._study_ids: dict[str, tuple[int, str]] = {}  # only under the committing thread
-        self._series_ids: dict[str, int] = {}
+        self._series_ids: dict[str, tuple[int, int]] = {}  # series UID -> (series id, study id)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -160,7 +163,7 @@ class Archive:
         """Keep an instance whose facts the caller already read (the bulk import)."""
         try:
             staged = self._files.stage(encoded)
-        except OSError as exc:  # StorageFull included
+        except (OSError, StorageFull) as exc:  # StorageFull is a DicomError, not an OSError
             log.error("cannot write instance %s: %s", facts.sop_instance_uid, exc)
             return OUT_OF_RESOURCES
         return self._keep(staged, facts, facility)
@@ -175,8 +178,10 @@ class Archive:
         if job.stored is not None:
             self._files.remove(job.stored.path)
         log.error("instance %s not indexed (%s); file removed", facts.sop_instance_uid, job.error)
-        if isinstance(job.error, OSError):
-            return OUT_OF_RESOURCES
+        if isinstance(job.error, (OSError, StorageFull, DatabaseUnavailable)):
+            return OUT_OF_RESOURCES  # disk full, database locked: refused for now, send again
+        if isinstance(job.error, InvalidInstance):
+            return job.error.status
         return PROCESSING_FAILURE
 
     # ------------------------------------------------------------------ group commit
@@ -254,7 +259,7 @@ class Archive:
                 for job in batch:  # files already published keep their names and versions
                     self._commit([job])
                 return
-            batch[0].error = exc
+            batch[0].error = unavailable(exc) or exc
         for job in batch:
             job.done = True
 
@@ -350,32 +355,42 @@ class Archive:
             modalities = "\\".join(m for m in (modalities, facts.modality) if m)
         self._study_ids[facts.study_instance_uid] = (study_id, modalities)
 
-        series_id = self._series_ids.get(facts.series_instance_uid)
+        known_series = self._series_ids.get(facts.series_instance_uid)
         new_series = False
-        if series_id is None:
+        if known_series is None:
             found = connection.execute(_SERIES_BY_UID, {"uid": facts.series_instance_uid}).first()
             if found is not None:
-                series_id = int(found.id)
-            else:
-                new_series = True
-                series_id = int(
-                    connection.execute(
-                        _INSERT_SERIES,
-                        {
-                            "study_id": study_id,
-                            "series_instance_uid": facts.series_instance_uid,
-                            "number": facts.series_number,
-                            "modality": facts.modality or "OT",
-                            "body_part": facts.body_part[:16],
-                            "laterality": facts.laterality[:2],
-                            "description": facts.series_description[:128],
-                            "station_name": facts.station_name[:64],
-                            "started_at": facts.series_datetime,
-                            "num_instances": 0,
-                        },
-                    ).inserted_primary_key[0]  # type: ignore[index]
-                )
-            self._series_ids[facts.series_instance_uid] = series_id
+                known_series = (int(found.id), int(found.study_id))
+        if known_series is not None and known_series[1] != study_id:
+            # UIDs are unique world-wide: the same series in two studies is a broken sender
+            # (or a copied template), and filing it under either study would split one.
+            raise InvalidInstance(
+                f"series {facts.series_instance_uid} already belongs to another study; "
+                f"refusing it under study {facts.study_instance_uid}",
+                status=CANNOT_UNDERSTAND,
+            )
+        if known_series is None:
+            new_series = True
+            series_id = int(
+                connection.execute(
+                    _INSERT_SERIES,
+                    {
+                        "study_id": study_id,
+                        "series_instance_uid": facts.series_instance_uid,
+                        "number": facts.series_number,
+                        "modality": facts.modality or "OT",
+                        "body_part": facts.body_part[:16],
+                        "laterality": facts.laterality[:2],
+                        "description": facts.series_description[:128],
+                        "station_name": facts.station_name[:64],
+                        "started_at": facts.series_datetime,
+                        "num_instances": 0,
+                    },
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            known_series = (series_id, study_id)
+        series_id = known_series[0]
+        self._series_ids[facts.series_instance_uid] = known_series
         connection.execute(
             _INSERT_INSTANCE,
             {

@@ -134,6 +134,16 @@ def discovery(base_url: str) -> dict[str, Any]:
     }
 
 
+def _object(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: EHR JSON is read, never trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def _drafts(
     context: Mapping[str, Any], hook: str, exams: Sequence[ExamSpec], aliases: Mapping[str, str]
 ) -> tuple[list[DraftOrder], list[str]]:
@@ -146,20 +156,21 @@ def _drafts(
     ):
         raise CdsRequestError("order-select needs context.selections, a list of references")
     drafts, subjects = [], []
-    for entry in bundle.get("entry") or []:
-        resource = (entry or {}).get("resource") or {}
+    for entry in _array(bundle.get("entry")):
+        resource = _object(_object(entry).get("resource"))
         if resource.get("resourceType") != "ServiceRequest":
             continue
         reference = f"ServiceRequest/{resource.get('id', '')}"
         if hook == "order-select" and reference not in (selections or []):
             continue
-        subject = (resource.get("subject") or {}).get("reference")
+        subject = _object(resource.get("subject")).get("reference")
         if subject:
             subjects.append(str(subject))
-        for coding in (resource.get("code") or {}).get("coding") or []:
+        for coding in map(_object, _array(_object(resource.get("code")).get("coding"))):
+            system = coding.get("system")
             exam = resolve_exam(
                 str(coding.get("code", "")),
-                system=coding.get("system"),
+                system=system if isinstance(system, str) else None,
                 catalogue=exams,
                 aliases=aliases,
             )
@@ -170,8 +181,8 @@ def _drafts(
 
 
 def _resident_id(prefetch: Mapping[str, Any]) -> str | None:
-    patient = prefetch.get("patient") if isinstance(prefetch, dict) else None
-    for identifier in (patient or {}).get("identifier") or []:
+    patient = _object(_object(prefetch).get("patient"))
+    for identifier in map(_object, _array(patient.get("identifier"))):
         if identifier.get("system") == RESIDENT_ID_SYSTEM and identifier.get("value"):
             return str(identifier["value"])
     return None
@@ -190,9 +201,9 @@ def _facility(connection: Connection, context: Mapping[str, Any]) -> int | None:
         found = fetch_rows(connection, _USER_FACILITY, (int(user),))
         if found and found[0][0] is not None:
             return int(found[0][0])
-    for entry in (context.get("draftOrders") or {}).get("entry") or []:
-        requester = ((entry or {}).get("resource") or {}).get("requester") or {}
-        identifier = requester.get("identifier") or {}
+    for entry in _array(_object(context.get("draftOrders")).get("entry")):
+        requester = _object(_object(_object(entry).get("resource")).get("requester"))
+        identifier = _object(requester.get("identifier"))
         if identifier.get("system") == FACILITY_SYSTEM and identifier.get("value"):
             facility_id = _facility_by_code(connection, str(identifier["value"]))
             if facility_id is not None:

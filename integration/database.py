@@ -10,12 +10,35 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
 from integration.settings import Settings
 from models import Facility
 from models import migrate as migrations
 from models.engine import create_db_engine
+from models.errors import DatabaseUnavailable
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """``exc`` as a DatabaseUnavailable when it is transient (locked, unreachable), else None.
+
+    A lock held past the busy timeout, a lost connection or an exhausted pool
+    will pass; a constraint or a programming error will not, and is not
+    translated.
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    transient = isinstance(exc, (OperationalError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if not transient or not isinstance(exc, SQLAlchemyError):
+        return None
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    error = DatabaseUnavailable(f"database unavailable: {reason}")
+    error.__cause__ = exc
+    return error
 
 
 @dataclass(frozen=True)
@@ -26,7 +49,9 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         return cls(
             create_db_engine(
-                settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+                settings.resolved_database_url,
+                sqlite_synchronous=settings.sqlite_synchronous,
+                busy_timeout=settings.database_busy_timeout,
             )
         )
 

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import anyio.to_thread
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,13 +31,13 @@ from fhir.search import SUPPORTED_TYPES, SearchQuery, parse_search
 from integration import __version__
 from integration.api_clients import Access, Grant, TokenChecker
 from integration.audit_trail import AUDIT, AuditEntry, AuditWriter, audit_row
-from integration.database import Database
+from integration.database import Database, unavailable
 from integration.fhir_exchange import PreconditionFailed, accept_transaction
 from integration.fhir_store import StoredResource, included_studies, read_resource, search
 from integration.settings import Settings
 from models import metadata
 from models.enums import AuditAction
-from models.errors import Conflict, HurenError, ValidationError
+from models.errors import Conflict, DatabaseUnavailable, HurenError, ValidationError
 
 log = logging.getLogger("huren.fhir.api")
 FHIR_JSON = "application/fhir+json"
@@ -130,6 +131,8 @@ class FhirApi:
             exception_handlers={
                 FhirProblem: self._problem,  # type: ignore[dict-item]
                 HTTPException: self._http_problem,  # type: ignore[dict-item]
+                SQLAlchemyError: self._storage_problem,
+                DatabaseUnavailable: self._storage_problem,
             },
         )
 
@@ -141,6 +144,17 @@ class FhirApi:
     async def _http_problem(self, _request: Request, exc: HTTPException) -> Response:
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
         return _outcome(exc.status_code, code, str(exc.detail))
+
+    async def _storage_problem(self, _request: Request, exc: Exception) -> Response:
+        """A locked or unreachable database is 503 (retry later); anything else stays a 500."""
+        transient = unavailable(exc)
+        if transient is None:
+            log.error("FHIR request failed in the database: %s", exc)
+            return _outcome(500, "exception", "the hub could not complete the request")
+        log.warning("FHIR request refused: %s", transient)
+        response = _outcome(503, "transient", "the hub's database is busy; retry later")
+        response.headers["Retry-After"] = "5"
+        return response
 
     def _grant(self, request: Request, resource_type: str, access: Access) -> Grant:
         header = request.headers.get("authorization", "")
@@ -258,10 +272,15 @@ class FhirApi:
             raise FhirProblem(400, "structure", f"the body is not JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise FhirProblem(400, "structure", "the body is not a FHIR resource")
-        types = {
-            str((entry.get("resource") or {}).get("resourceType", ""))
-            for entry in raw.get("entry") or []
-            if isinstance(entry, dict)
+        entries = raw.get("entry")
+        if entries is not None and not isinstance(entries, list):
+            raise FhirProblem(
+                400, "structure", "Bundle.entry must be an array", expression="Bundle.entry"
+            )
+        types = {  # the scopes to check; the Bundle's shape is validated in full later
+            str(resource.get("resourceType", ""))
+            for entry in entries or []
+            if isinstance(entry, dict) and isinstance(resource := entry.get("resource"), dict)
         }
         grant = self._grant(request, "Bundle", "write") if not types else None
         for resource_type in sorted(types):
@@ -302,6 +321,8 @@ class FhirApi:
             raise FhirProblem(400, "invalid", str(exc), expression=exc.field) from None
         except Conflict as exc:
             raise FhirProblem(409, "conflict", str(exc), expression=exc.field) from None
+        except DatabaseUnavailable:
+            raise
         except HurenError as exc:
             raise FhirProblem(400, "processing", str(exc), expression=exc.field) from None
         return Response(

@@ -73,7 +73,9 @@ def validate_bundle(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise ValidationError("POST /fhir takes a Bundle", field="resourceType")
     if raw.get("type") != "transaction":
         raise ValidationError("only transaction Bundles are accepted here", field="Bundle.type")
-    entries = list(raw.get("entry") or [])
+    entries = raw.get("entry") or []
+    if not isinstance(entries, list):
+        raise ValidationError("Bundle.entry must be an array", field="Bundle.entry")
     for number, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):

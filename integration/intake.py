@@ -33,7 +33,7 @@ from hl7.orders import (
     PatientUpdate,
     map_message,
 )
-from integration.database import Database
+from integration.database import Database, unavailable
 from integration.directory import Directory, FacilityRef
 from integration.empi import Demographics, Identity, find_patient, merge_patients, resolve_patient
 from integration.orders import OrderRequest, apply_order
@@ -310,11 +310,14 @@ class Intake:
             log.error(
                 "message %s from %s not stored: %s", batch[0].control_id, batch[0].sender, exc
             )
+            transient = unavailable(exc) is not None  # locked or unreachable: it will pass
             return [
                 self._ack(
                     batch[0],
                     "AE",
-                    "hub storage unavailable; resend later",
+                    "hub storage unavailable; resend later"
+                    if transient
+                    else "hub could not store the message; resend later",
                     location=None,
                     error_code="207",
                 )

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = ""  # empty: SQLite file huren.db under data_dir
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+    # seconds a write waits for a locked SQLite database before the sender gets an error
+    database_busy_timeout: float = Field(default=30.0, gt=0, le=600)
 
     bind: str = "127.0.0.1"
     mllp_port: int = Field(default=2575, ge=0, le=65535)

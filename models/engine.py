@@ -12,12 +12,19 @@ SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
 def create_db_engine(
-    url: str, *, sqlite_synchronous: SqliteSync = "FULL", echo: bool = False
+    url: str,
+    *,
+    sqlite_synchronous: SqliteSync = "FULL",
+    busy_timeout: float = 30.0,
+    echo: bool = False,
 ) -> Engine:
     """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout.
 
     ``synchronous=FULL`` makes every commit survive power loss, which is what
-    "acknowledged means stored" asks of an embedded database.
+    "acknowledged means stored" asks of an embedded database. ``busy_timeout``
+    (seconds) bounds how long a write waits for a lock before it fails: the
+    senders waiting on it need an answer (AE, a DICOM failure) before their
+    own timeout, not a hang.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -27,7 +34,7 @@ def create_db_engine(
         engine = create_engine(
             url,
             echo=echo,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
         )
 
         @event.listens_for(engine, "connect")
@@ -36,7 +43,7 @@ def create_db_engine(
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.close()
 
         return engine

@@ -50,3 +50,11 @@ class AuthenticationError(HurenError):
 
 class PermissionDenied(HurenError):
     """The caller is known but its role or facility does not allow the action."""
+
+
+class DatabaseUnavailable(HurenError):
+    """The database is unreachable or stayed locked past the busy timeout: retry later.
+
+    Edges answer with a transient refusal (AE ACK, DICOM 0xA700, HTTP 503)
+    so senders retry; nothing was stored.
+    """
