@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 # Importing the Reflex app in tests must not run the JS toolchain (see STACK.md).
 os.environ.setdefault("__REFLEX_SKIP_COMPILE", "true")
 
 from models.engine import create_db_engine
-
-POSTGRES_ENV = "HUREN_TEST_POSTGRES_URL"
+from tests.databases import (
+    BACKENDS,
+    POSTGRES_ENV,
+    DemoSnapshots,
+    PostgresServer,
+    postgres_admin_url,
+)
 
 
 def free_port() -> int:
@@ -40,34 +42,23 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _postgres_admin_url() -> str:
-    url = os.environ.get(POSTGRES_ENV, "")
-    if not url:
-        pytest.skip(
-            f"PostgreSQL tests skipped: set {POSTGRES_ENV} (e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:5432/test) to run them"
-        )
-    return url
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """This session's PostgreSQL databases; skipped without HUREN_TEST_POSTGRES_URL."""
+    server = PostgresServer(postgres_admin_url())
+    yield server
+    server.close()
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    admin_url = make_url(_postgres_admin_url())
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"huren_test_{uuid.uuid4().hex[:12]}"
+    name = postgres_server.new_name()
+    postgres_server.create(name)
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"{POSTGRES_ENV} is set but PostgreSQL is unreachable: {exc}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        yield postgres_server.url(name)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        postgres_server.drop(name)
 
 
 @pytest.fixture
@@ -75,6 +66,40 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     engine = create_db_engine(postgres_url)
     yield engine
     engine.dispose()
+
+
+def _database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield ""  # the default: huren.db under the test's data directory
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.migrated_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``HUREN_DATABASE_URL`` for one test, once per backend: SQLite ("" = the default file
+    under the data directory) and a fresh PostgreSQL database at the schema's head."""
+    yield from _database_url(request)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like ``database_url``, shared by a module's tests."""
+    yield from _database_url(request)
+
+
+@pytest.fixture(scope="session")
+def demo_snapshots(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> DemoSnapshots:
+    """Seeds a demo county once per options and backend; later tests get copies."""
+    server = request.getfixturevalue("postgres_server") if os.environ.get(POSTGRES_ENV) else None
+    return DemoSnapshots(folder=tmp_path_factory.mktemp("demo-snapshots"), server=server)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -61,7 +61,7 @@ def _recognisable_case(hub: Hub) -> tuple[int, str, str]:
         "JOIN exam_type e ON e.id = s.exam_type_id JOIN patient_identifier i "
         "ON i.patient_id = s.patient_id AND i.kind = 'resident_id' "
         "JOIN qc_qualification q ON q.facility_id = s.facility_id AND q.valid_until IS NULL "
-        "WHERE r.status = 'final' AND e.recognised AND s.quality_rejected = 0 "
+        "WHERE r.status = 'final' AND e.recognised AND NOT s.quality_rejected "
         "AND s.completed_at >= datetime('now', '-3 days') ORDER BY s.completed_at DESC LIMIT 1"
     )
     assert rows, "the demo region should have a recent recognisable exam"
