@@ -124,7 +124,7 @@ def test_the_command_writes_the_file(region: tuple[Database, Settings], tmp_path
     done = subprocess.run(
         [sys.executable, "-m", "integration.cli", "report", "settlement", "--period", "2026H2",
          "--format", "csv", "--output", str(output)],
-        env=hub_environment(settings.data_dir),
+        env=hub_environment(settings.data_dir, database_url=settings.database_url),
         capture_output=True,
         text=True,
         timeout=120,
