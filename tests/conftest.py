@@ -93,6 +93,14 @@ def module_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield from _database_url(request)
 
 
+@pytest.fixture
+def database_engine(database_url: str, sqlite_url: str) -> Iterator[Engine]:
+    """An engine on the test's database, once per backend (not migrated on SQLite)."""
+    engine = create_db_engine(database_url or sqlite_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def demo_snapshots(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
