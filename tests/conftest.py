@@ -22,6 +22,8 @@ from tests.databases import (
     postgres_admin_url,
 )
 
+_LEFT_OUT = pytest.StashKey[int]()
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -114,3 +116,22 @@ def pytest_report_header(config: pytest.Config) -> str:
     if os.environ.get(POSTGRES_ENV):
         return f"PostgreSQL tests: on ({POSTGRES_ENV} is set)"
     return f"PostgreSQL tests: SKIPPED ({POSTGRES_ENV} is not set)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a server, leave the PostgreSQL tests out (one summary line instead of hundreds)."""
+    if os.environ.get(POSTGRES_ENV):
+        return
+    left_out = [item for item in items if item.get_closest_marker("postgres") is not None]
+    if left_out:
+        config.stash[_LEFT_OUT] = len(left_out)
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item.get_closest_marker("postgres") is None]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    left_out = terminalreporter.config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"PostgreSQL tests skipped: {left_out} not run, set {POSTGRES_ENV} to run them"
+        )
