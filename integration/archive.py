@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dicom.errors import InvalidInstance, StorageFull
 from dicom.instance import InstanceFacts
@@ -54,8 +56,6 @@ _STUDY_BY_UID = select(STUDY.c.id, STUDY.c.modalities, STUDY.c.status).where(
 _SERIES_BY_UID = select(SERIES.c.id, SERIES.c.study_id).where(
     SERIES.c.series_instance_uid == bindparam("uid")
 )
-_INSERT_STUDY = insert(STUDY)
-_INSERT_SERIES = insert(SERIES)
 _INSERT_INSTANCE = insert(INSTANCE)
 _BUMP_STUDY = (
     update(STUDY)
@@ -72,6 +72,26 @@ _BUMP_SERIES = (
     .where(SERIES.c.id == bindparam("b_id"))
     .values(num_instances=SERIES.c.num_instances + bindparam("b_instances"))
 )
+
+
+def _insert_once(connection: Connection, table: Table, key: str, values: dict[str, Any]) -> int:
+    """Insert a study or series row unless its UID is already there; its id either way.
+
+    Hubs sharing one database may receive the same study at once: the second
+    insert waits for the first to commit and then does nothing, instead of
+    failing the batch with a duplicate key.
+    """
+    dialect = connection.dialect.name
+    statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+    inserted = connection.execute(
+        statement.on_conflict_do_nothing(index_elements=[key]).returning(table.c.id), values
+    ).first()
+    if inserted is not None:
+        return int(inserted.id)
+    log.info("%s %s was indexed by another hub first", table.name, values[key])
+    return int(
+        connection.execute(select(table.c.id).where(table.c[key] == values[key])).scalar_one()
+    )
 
 
 @dataclass
@@ -316,8 +336,10 @@ class Archive:
                 if study.status == StudyStatus.complete:
                     log.info("late instance for complete study %s", facts.study_instance_uid)
         if known is None:
-            study_id = connection.execute(
-                _INSERT_STUDY,
+            study_id = _insert_once(
+                connection,
+                STUDY,
+                "study_instance_uid",
                 {
                     "study_instance_uid": facts.study_instance_uid,
                     "order_id": None,
@@ -348,7 +370,7 @@ class Archive:
                     "demographics_conflict": False,
                     "source_node": None,
                 },
-            ).inserted_primary_key[0]  # type: ignore[index]
+            )
             known = (int(study_id), facts.modality)
         study_id, modalities = known
         if facts.modality and facts.modality not in modalities.split("\\"):
@@ -371,22 +393,22 @@ class Archive:
             )
         if known_series is None:
             new_series = True
-            series_id = int(
-                connection.execute(
-                    _INSERT_SERIES,
-                    {
-                        "study_id": study_id,
-                        "series_instance_uid": facts.series_instance_uid,
-                        "number": facts.series_number,
-                        "modality": facts.modality or "OT",
-                        "body_part": facts.body_part[:16],
-                        "laterality": facts.laterality[:2],
-                        "description": facts.series_description[:128],
-                        "station_name": facts.station_name[:64],
-                        "started_at": facts.series_datetime,
-                        "num_instances": 0,
-                    },
-                ).inserted_primary_key[0]  # type: ignore[index]
+            series_id = _insert_once(
+                connection,
+                SERIES,
+                "series_instance_uid",
+                {
+                    "study_id": study_id,
+                    "series_instance_uid": facts.series_instance_uid,
+                    "number": facts.series_number,
+                    "modality": facts.modality or "OT",
+                    "body_part": facts.body_part[:16],
+                    "laterality": facts.laterality[:2],
+                    "description": facts.series_description[:128],
+                    "station_name": facts.station_name[:64],
+                    "started_at": facts.series_datetime,
+                    "num_instances": 0,
+                },
             )
             known_series = (series_id, study_id)
         series_id = known_series[0]

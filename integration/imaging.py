@@ -33,7 +33,7 @@ from integration.archive import SUCCESS, Archive
 from integration.database import Database
 from integration.directory import Directory
 from integration.fhir_publish import publish_study
-from integration.reconcile import complete_study
+from integration.reconcile import AlreadyComplete, complete_study
 from integration.settings import Settings
 from models import metadata
 from models.enums import IdentifierKind, OrderStatus, Priority, StudyStatus
@@ -323,21 +323,25 @@ class Stabiliser:
                     )
                 )
             ]
-        for study_id in due:
-            self.complete(study_id, now=now)
-        return len(due)
+        return sum(self.complete(study_id, now=now) for study_id in due)
 
-    def complete(self, study_id: int, *, now: datetime) -> None:
-        with self._database.engine.begin() as connection:
-            match = complete_study(
-                connection,
-                study_id=study_id,
-                now=now,
-                zone=self._settings.zone,
-                min_confidence=self._settings.reconcile_min_confidence,
-            )
-            publish_study(connection, study_id=study_id, settings=self._settings, now=now)
+    def complete(self, study_id: int, *, now: datetime) -> bool:
+        """Complete, reconcile and publish one study; False if another hub already did."""
+        try:
+            with self._database.engine.begin() as connection:
+                match = complete_study(
+                    connection,
+                    study_id=study_id,
+                    now=now,
+                    zone=self._settings.zone,
+                    min_confidence=self._settings.reconcile_min_confidence,
+                )
+                publish_study(connection, study_id=study_id, settings=self._settings, now=now)
+        except AlreadyComplete:
+            log.debug("study %d was completed by another stabiliser", study_id)
+            return False
         log.info("study %d complete%s", study_id, f", matched by {match.method}" if match else "")
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

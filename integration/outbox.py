@@ -1,7 +1,9 @@
 """The outbox: everything that leaves the hub is a row here first, then a worker delivers it.
 
 Rows are claimed with a lease (and ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-several hubs can share one database), delivered in id order per destination,
+several hubs can share one database: claims from different hubs take turns on
+a transaction-level advisory lock, so a hub never claims a row while an earlier
+row to the same destination is being claimed elsewhere), delivered in id order per destination,
 retried with exponential backoff, and dead-lettered with the last error after
 the configured number of attempts. A crash between sending and recording the
 delivery means one more send: receivers deduplicate (the payload, and with it
@@ -36,6 +38,8 @@ from models.errors import HurenError
 log = logging.getLogger("huren.outbox")
 OUTBOX = metadata.tables["outbox"]
 LEASE = timedelta(minutes=2)
+# pg_advisory_xact_lock key of the claim step ("HURENOBX" as a 64-bit integer).
+CLAIM_LOCK = 0x485552454E4F4258
 
 
 class DeliveryError(HurenError):
@@ -368,6 +372,10 @@ class OutboxWorker:
         )
         with self._database.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
+                # Without the turn, another hub's uncommitted claim of rows 1-50 would look
+                # like pending rows here, and this hub would send row 51 to the same place
+                # before them. The lock ends with the claim's short transaction.
+                connection.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
                 due = due.with_for_update(skip_locked=True, of=OUTBOX)
             ids = [row.id for row in connection.execute(due)]
             if not ids:

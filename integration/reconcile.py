@@ -32,6 +32,10 @@ FACILITY = metadata.tables["facility"]
 QC = metadata.tables["qc_event"]
 
 
+class AlreadyComplete(Conflict):
+    """Another stabiliser (another hub) completed the study first."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     """An open order that might be the one a study was taken for."""
@@ -220,12 +224,20 @@ def _same_name(image_name: str, registered: str) -> bool:
 def complete_study(
     connection: Connection, *, study_id: int, now: datetime, zone: ZoneInfo, min_confidence: float
 ) -> Match | None:
-    """Mark a stable study complete (the turnaround clock starts) and try to reconcile it."""
-    connection.execute(
+    """Mark a stable study complete (the turnaround clock starts) and try to reconcile it.
+
+    Only a study still receiving is completed: when several hubs share the
+    database, their stabilisers may pick the same study, and the one whose
+    update finds it no longer receiving (the row lock makes it wait for the
+    other's commit) leaves it alone. Raises ``AlreadyComplete`` then.
+    """
+    taken = connection.execute(
         update(STUDY)
-        .where(STUDY.c.id == study_id)
+        .where(STUDY.c.id == study_id, STUDY.c.status == StudyStatus.receiving)
         .values(status=StudyStatus.complete, completed_at=now)
     )
+    if taken.rowcount != 1:
+        raise AlreadyComplete(f"study {study_id} is no longer receiving")
     study = connection.execute(select(STUDY).where(STUDY.c.id == study_id)).one()
     match = (
         None

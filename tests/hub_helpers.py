@@ -72,8 +72,12 @@ def start_hub(
     mllp_port: int | None = None,
     dicom_port: int | None = None,
     settings: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`huren serve` on 127.0.0.1, returned once /healthz answers (every listener is up)."""
+    """`huren serve` on 127.0.0.1, returned once /healthz answers (every listener is up).
+
+    With ``log``, the hub's log goes to that file (appended) instead of nowhere.
+    """
     env = hub_environment(
         folder,
         http_port=str(http_port),
@@ -81,12 +85,17 @@ def start_hub(
         dicom_port=str(dicom_port or free_port()),
         **(settings or {}),
     )
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "integration.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    output = log.open("ab") if log is not None else None
+    try:
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "integration.cli", "serve"],
+            env=env,
+            stdout=output or subprocess.DEVNULL,
+            stderr=output or subprocess.DEVNULL,
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child holds its own descriptor
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -21,9 +21,9 @@ NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def session(sqlite_engine: Engine) -> Iterator[Session]:
-    upgrade(sqlite_engine)
-    with Session(sqlite_engine) as session:
+def session(database_engine: Engine) -> Iterator[Session]:
+    upgrade(database_engine)
+    with Session(database_engine) as session:
         facility = Facility(
             code="H01", name="县医院", level=FacilityLevel.county, kind=FacilityKind.hospital
         )

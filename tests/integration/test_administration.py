@@ -8,7 +8,6 @@ field its message belongs to, every change with its audit row.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -21,13 +20,14 @@ from sqlmodel import Session, col, select
 from integration import administration as admin
 from integration.accounts import authenticate, hash_password, verify_password
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.permissions import Actor
 from integration.reading_desk import load_actor
 from integration.settings import Settings
 from models import AuditEvent, ExamType, Facility, FacilityAeTitle, QcQualification, User
 from models.enums import AuditAction, FacilityLevel, ProfessionalTitle, Role
 from models.errors import Conflict, HurenError, NotFound, PermissionDenied, ValidationError
+from tests.databases import DemoSnapshots
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 25)
@@ -68,27 +68,17 @@ class Hub:
             )
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo county seeded once; each test works on its own copy of the file."""
-    data_dir = tmp_path_factory.mktemp("admin-seed")
-    settings = Settings(data_dir=data_dir)  # type: ignore[arg-type]
+@pytest.fixture
+def hub(tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots) -> Iterator[Hub]:
+    """The demo county, seeded once per backend; each test works on its own copy."""
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=9, exams=60, until=date(2026, 11, 20), progress=False),
     )
-    database.dispose()
-    return data_dir / "huren.db"
-
-
-@pytest.fixture
-def hub(seeded: Path, tmp_path: Path) -> Iterator[Hub]:
-    shutil.copy(seeded, tmp_path / "huren.db")
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
-    database = Database.from_settings(settings)
     yield Hub(database, settings)
     database.dispose()
 

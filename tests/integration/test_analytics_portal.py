@@ -17,23 +17,28 @@ from integration.analytics import Dashboards
 from integration.analytics_portal import TABLES, AnalyticsQuery, Topic, table_csv, table_xlsx
 from integration.analytics_store import AnalyticsStore
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.permissions import Actor
 from integration.settings import Settings
 from models import AuditEvent, User
 from models.enums import AuditAction
 from models.errors import PermissionDenied, ValidationError
+from tests.databases import DemoSnapshots
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, Dashboards]]:
+def region(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
+    demo_snapshots: DemoSnapshots,
+) -> Iterator[tuple[Database, Dashboards]]:
     folder = tmp_path_factory.mktemp("analytics-portal")
-    settings = Settings(data_dir=folder)  # type: ignore[arg-type]
+    settings = Settings(data_dir=folder, database_url=module_database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=3, exams=1500, until=date(2026, 11, 30), progress=False),

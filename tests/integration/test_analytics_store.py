@@ -18,6 +18,7 @@ from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.metrics import Filters, Frames, load_frames, local_days
 from integration.settings import Settings
 from models import metadata
+from tests.databases import DemoSnapshots
 from tests.integration.test_metrics import H1, YEAR, County, county
 
 __all__ = ["county"]  # the demo county fixture, shared with test_metrics
@@ -108,11 +109,13 @@ class Clock:
 
 
 @pytest.fixture
-def small_region(tmp_path: Path) -> Iterator[Database]:
-    settings = Settings(data_dir=tmp_path / "db")  # type: ignore[arg-type]
+def small_region(
+    tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots
+) -> Iterator[Database]:
+    settings = Settings(data_dir=tmp_path / "db", database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=5, exams=300, until=date(2026, 11, 20), progress=False),

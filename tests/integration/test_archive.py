@@ -86,8 +86,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    settings = Settings(data_dir=tmp_path, study_quiet_seconds=0.1)  # type: ignore[arg-type]
+def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url, study_quiet_seconds=0.1)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
     now = datetime.now(UTC)

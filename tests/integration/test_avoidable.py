@@ -22,16 +22,16 @@ ZONE = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
-def region(tmp_path: Path) -> Iterator[Database]:
+def region(tmp_path: Path, database_url: str) -> Iterator[Database]:
     subprocess.run(
         [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet",
          "--fhir-days", "0"],
-        env=hub_environment(tmp_path),
+        env=hub_environment(tmp_path, database_url=database_url),
         check=True,
         capture_output=True,
         timeout=300,
     )  # fmt: skip
-    database = Database.from_settings(Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+    database = Database.from_settings(Settings(data_dir=tmp_path, database_url=database_url))  # type: ignore[arg-type]
     yield database
     database.dispose()
 

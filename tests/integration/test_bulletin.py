@@ -139,7 +139,7 @@ def test_the_demo_county_bulletin_and_the_command(county: County, tmp_path: Path
     done = subprocess.run(
         [sys.executable, "-m", "integration.cli", "report", "bulletin", "--month", "2026-10",
          "--output", str(output)],
-        env=hub_environment(settings.data_dir),
+        env=hub_environment(settings.data_dir, database_url=settings.database_url),
         capture_output=True,
         text=True,
         timeout=180,
@@ -151,7 +151,7 @@ def test_the_demo_county_bulletin_and_the_command(county: County, tmp_path: Path
     subprocess.run(
         [sys.executable, "-m", "integration.cli", "report", "bulletin", "--month", "2026-10",
          "--output", str(again)],
-        env=hub_environment(settings.data_dir),
+        env=hub_environment(settings.data_dir, database_url=settings.database_url),
         capture_output=True,
         timeout=180,
         check=True,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,12 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from fhir.identifiers import EXAM_TYPE_SYSTEM, RESIDENT_ID_SYSTEM
 from integration.cds import name_uuid
+from integration.database import Database
+from integration.settings import Settings
 from tests.conftest import free_port
 from tests.hub_helpers import hub_environment, start_hub
 
@@ -27,34 +30,39 @@ SELECT = "huren-prior-exams-select"
 
 
 class Hub:
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, database: Database) -> None:
         self.folder = folder
         self.base = f"http://127.0.0.1:{port}"
         self.client = httpx.Client(base_url=self.base, timeout=30)
+        self.database = database
 
-    def query(self, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.folder / "huren.db", timeout=30) as connection:
-            return connection.execute(sql, parameters).fetchall()
+    def query(self, sql: str, **parameters: object) -> list[tuple[Any, ...]]:
+        with self.database.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), parameters)]
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+def hub(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Hub]:
     folder = tmp_path_factory.mktemp("cds")
     subprocess.run(
         [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet",
          "--fhir-days", "0"],
-        env=hub_environment(folder),
+        env=hub_environment(folder, database_url=module_database_url),
         check=True,
         capture_output=True,
         timeout=300,
     )  # fmt: skip
     port = free_port()
-    process = start_hub(folder, http_port=port)
-    served = Hub(folder, port)
+    process = start_hub(folder, http_port=port, settings={"database_url": module_database_url})
+    database = Database.from_settings(
+        Settings(data_dir=folder, database_url=module_database_url)  # type: ignore[arg-type]
+    )
+    served = Hub(folder, port, database)
     try:
         yield served
     finally:
         served.client.close()
+        database.dispose()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
 
@@ -66,8 +74,9 @@ def _recognisable_case(hub: Hub) -> tuple[int, str, str]:
         "JOIN exam_type e ON e.id = s.exam_type_id JOIN patient_identifier i "
         "ON i.patient_id = s.patient_id AND i.kind = 'resident_id' "
         "JOIN qc_qualification q ON q.facility_id = s.facility_id AND q.valid_until IS NULL "
-        "WHERE r.status = 'final' AND e.recognised AND s.quality_rejected = 0 "
-        "AND s.completed_at >= datetime('now', '-3 days') ORDER BY s.completed_at DESC LIMIT 1"
+        "WHERE r.status = 'final' AND e.recognised AND NOT s.quality_rejected "
+        "AND s.completed_at >= :since ORDER BY s.completed_at DESC LIMIT 1",
+        since=datetime.now(UTC) - timedelta(days=3),
     )
     assert rows, "the demo region should have a recent recognisable exam"
     patient_id, code, resident_id = rows[0]
@@ -188,8 +197,8 @@ def test_nothing_to_say_means_no_cards_and_unknown_patients_are_not_errors(hub: 
     assert unknown.status_code == 200 and unknown.json() == {"cards": []}
     (fresh,) = hub.query(
         "SELECT p.id FROM patient p WHERE NOT EXISTS (SELECT 1 FROM study s JOIN exam_type e "
-        "ON e.id = s.exam_type_id WHERE s.patient_id = p.id AND e.code = ?) LIMIT 1",
-        code,
+        "ON e.id = s.exam_type_id WHERE s.patient_id = p.id AND e.code = :code) LIMIT 1",
+        code=code,
     )
     answer = hub.client.post(
         f"/cds-services/{SIGN}", json=_request("order-sign", str(fresh[0]), code)
@@ -253,9 +262,9 @@ def test_feedback_is_stored_as_recognition_decisions(hub: Hub) -> None:
     decisions = hub.query(
         "SELECT d.outcome, d.refusal_reason, d.comment, d.source, d.patient_id, f.code, "
         "d.avoided_fee_fen > 0 FROM recognition_decision d JOIN facility f ON f.id = d.facility_id "
-        "WHERE d.card_id IN (?, ?) ORDER BY d.decided_at",
-        accepted["uuid"],
-        overridden["uuid"],
+        "WHERE d.card_id IN (:accepted, :overridden) ORDER BY d.decided_at",
+        accepted=accepted["uuid"],
+        overridden=overridden["uuid"],
     )
     assert decisions == [
         ("accepted", None, "", "cds_hooks", patient_id, "QL-T01", 1),

@@ -122,18 +122,24 @@ def test_a_broken_clients_file_says_what_is_missing(tmp_path: Path) -> None:
         load_clients(path)
 
 
-def test_the_hub_serves_configured_clients_only_with_their_jwt(tmp_path: Path) -> None:
+def test_the_hub_serves_configured_clients_only_with_their_jwt(
+    tmp_path: Path, database_url: str
+) -> None:
     subprocess.run(
         [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet",
          "--fhir-days", "0"],
-        env=hub_environment(tmp_path),
+        env=hub_environment(tmp_path, database_url=database_url),
         check=True,
         capture_output=True,
         timeout=300,
     )  # fmt: skip
     port = free_port()
     clients = _clients_file(tmp_path)
-    hub = start_hub(tmp_path, http_port=port, settings={"cds_clients": str(clients)})
+    hub = start_hub(
+        tmp_path,
+        http_port=port,
+        settings={"cds_clients": str(clients), "database_url": database_url},
+    )
     url = f"http://127.0.0.1:{port}/cds-services/huren-prior-exams-sign"
     request = {
         "hookInstance": "auth-1",

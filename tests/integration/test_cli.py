@@ -27,9 +27,11 @@ T = metadata.tables
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "hl7" / "orm_o01_v231_obr18.hl7"
 
 
-def huren(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def huren(hub: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run against ``hub``'s data directory and database, as an operator would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
-    env["HUREN_DATA_DIR"] = str(folder)
+    env["HUREN_DATA_DIR"] = str(hub.data_dir)
+    env["HUREN_DATABASE_URL"] = hub.database_url
     return subprocess.run(
         [sys.executable, "-m", "integration.cli", *args],
         env=env,
@@ -40,8 +42,8 @@ def huren(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _region(folder: Path) -> tuple[Database, Settings]:
-    settings = Settings(data_dir=folder)  # type: ignore[arg-type]
+def _region(folder: Path, database_url: str) -> tuple[Database, Settings]:
+    settings = Settings(data_dir=folder, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
     with database.engine.begin() as connection:
@@ -51,8 +53,10 @@ def _region(folder: Path) -> tuple[Database, Settings]:
     return database, settings
 
 
-def test_hl7_replay_applies_a_stored_failure_after_the_fix(tmp_path: Path) -> None:
-    database, settings = _region(tmp_path)
+def test_hl7_replay_applies_a_stored_failure_after_the_fix(
+    tmp_path: Path, database_url: str
+) -> None:
+    database, settings = _region(tmp_path, database_url)
 
     async def send() -> bytes:
         intake = Intake(database=database, directory=Directory(database.engine), settings=settings)
@@ -72,20 +76,20 @@ def test_hl7_replay_applies_a_stored_failure_after_the_fix(tmp_path: Path) -> No
                 facility_id=None, code="CT0101", exam_type_id=exam_id
             )
         )
-    replayed = huren(tmp_path, "hl7", "replay")
+    replayed = huren(settings, "hl7", "replay")
     assert replayed.returncode == 0, replayed.stderr
     assert "ZA20240305000123: applied" in replayed.stdout
     assert "1 of 1 stored messages applied" in replayed.stdout
     with database.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM exam_order")).scalar_one() == 1
-    again = huren(tmp_path, "hl7", "replay")
+    again = huren(settings, "hl7", "replay")
     assert "0 of 0 stored messages applied" in again.stdout
     database.dispose()
 
 
-def test_outbox_status_and_retry(tmp_path: Path) -> None:
-    database, _settings = _region(tmp_path)
-    assert "the outbox is empty" in huren(tmp_path, "outbox", "status").stdout
+def test_outbox_status_and_retry(tmp_path: Path, database_url: str) -> None:
+    database, settings = _region(tmp_path, database_url)
+    assert "the outbox is empty" in huren(settings, "outbox", "status").stdout
     with database.engine.begin() as connection:
         enqueue(
             connection,
@@ -98,16 +102,16 @@ def test_outbox_status_and_retry(tmp_path: Path) -> None:
         connection.execute(
             update(T["outbox"]).values(status=OutboxStatus.dead, attempts=12, last_error="refused")
         )
-    status = huren(tmp_path, "outbox", "status")
+    status = huren(settings, "outbox", "status")
     assert "hl7: 0 pending, 0 in flight, 0 delivered, 1 dead" in status.stdout
-    retried = huren(tmp_path, "outbox", "retry")
+    retried = huren(settings, "outbox", "retry")
     assert "1 dead-lettered messages queued again" in retried.stdout
-    assert "hl7: 1 pending" in huren(tmp_path, "outbox", "status").stdout
+    assert "hl7: 1 pending" in huren(settings, "outbox", "status").stdout
     database.dispose()
 
 
-def test_dicom_import_then_reconcile_by_hand(tmp_path: Path) -> None:
-    database, _settings = _region(tmp_path / "hub")
+def test_dicom_import_then_reconcile_by_hand(tmp_path: Path, database_url: str) -> None:
+    database, settings = _region(tmp_path / "hub", database_url)
     folder = tmp_path / "history"
     folder.mkdir()
     ct = get_testdata_file("CT_small.dcm", download=False)
@@ -115,12 +119,10 @@ def test_dicom_import_then_reconcile_by_hand(tmp_path: Path) -> None:
     shutil.copy(ct, folder / "ct.dcm")
     (folder / "readme.txt").write_text("not DICOM")
 
-    imported = huren(
-        tmp_path / "hub", "dicom", "import", str(folder), "--facility", "ZAZWSY", "--quiet"
-    )
+    imported = huren(settings, "dicom", "import", str(folder), "--facility", "ZAZWSY", "--quiet")
     assert imported.returncode == 1  # one file was refused, and the exit code says so
     assert "1 instances stored, 1 files refused" in imported.stdout
-    waiting = huren(tmp_path / "hub", "dicom", "unmatched")
+    waiting = huren(settings, "dicom", "unmatched")
     assert "1 studies wait for reconciliation" in waiting.stdout
     study_uid = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
     assert study_uid in waiting.stdout
@@ -159,9 +161,9 @@ def test_dicom_import_then_reconcile_by_hand(tmp_path: Path) -> None:
                 updated_at=now,
             )
         )
-    attached = huren(tmp_path / "hub", "dicom", "reconcile", study_uid, "HAND01")
+    attached = huren(settings, "dicom", "reconcile", study_uid, "HAND01")
     assert attached.returncode == 0, attached.stderr
-    assert "0 studies wait" in huren(tmp_path / "hub", "dicom", "unmatched").stdout
+    assert "0 studies wait" in huren(settings, "dicom", "unmatched").stdout
     with database.engine.connect() as connection:
         row = connection.execute(
             text(
@@ -170,6 +172,6 @@ def test_dicom_import_then_reconcile_by_hand(tmp_path: Path) -> None:
             )
         ).one()
     assert tuple(row) == ("awaiting_preliminary", "in_progress")
-    missing = huren(tmp_path / "hub", "dicom", "reconcile", study_uid, "NOPE")
+    missing = huren(settings, "dicom", "reconcile", study_uid, "NOPE")
     assert missing.returncode == 2 and "no order with accession NOPE" in missing.stderr
     database.dispose()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from sqlalchemy import text
 
 from integration.database import Database
 from integration.settings import Settings
@@ -25,7 +26,7 @@ STORESCU = Path("/usr/bin/storescu")
 pytestmark = pytest.mark.skipif(not STORESCU.exists(), reason="Debian's dcmtk is not installed")
 
 
-def _token(folder: Path, scope: str, client: str) -> str:
+def _token(folder: Path, scope: str, client: str, database_url: str = "") -> str:
     done = subprocess.run(
         [
             sys.executable,
@@ -38,7 +39,7 @@ def _token(folder: Path, scope: str, client: str) -> str:
             "--scope",
             scope,
         ],
-        env=hub_environment(folder),
+        env=hub_environment(folder, database_url=database_url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -57,20 +58,26 @@ def _parts(answer: httpx.Response) -> list[bytes]:
     return [part.get_payload(decode=True) for part in parts]  # type: ignore[misc]
 
 
-def test_stored_instances_come_back_as_sent(tmp_path: Path) -> None:
-    database = Database.from_settings(Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+def test_stored_instances_come_back_as_sent(tmp_path: Path, database_url: str) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
+    database = Database.from_settings(settings)
     database.upgrade()
     with database.engine.begin() as connection:
         add_township(connection, "QL-T09", ae_title="QLCT09")
     database.dispose()
-    reader = _token(tmp_path, "system/*.read", "viewer")
-    outsider = _token(tmp_path, "system/Patient.read", "registry")
+    reader = _token(tmp_path, "system/*.read", "viewer", database_url)
+    outsider = _token(tmp_path, "system/Patient.read", "registry", database_url)
     sources = [
         Path(str(get_testdata_file(name, download=False)))
         for name in ("CT_small.dcm", "MR_small.dcm")
     ]
     http_port, dicom_port = free_port(), free_port()
-    hub = start_hub(tmp_path, http_port=http_port, dicom_port=dicom_port)
+    hub = start_hub(
+        tmp_path,
+        http_port=http_port,
+        dicom_port=dicom_port,
+        settings={"database_url": database_url},
+    )
     try:
         sent = subprocess.run(
             [
@@ -120,10 +127,12 @@ def test_stored_instances_come_back_as_sent(tmp_path: Path) -> None:
     finally:
         hub.send_signal(signal.SIGTERM)
         hub.wait(timeout=60)
-    database = Database.from_settings(Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+    database = Database.from_settings(settings)
     with database.engine.connect() as connection:
-        audited = connection.exec_driver_sql(
-            "SELECT actor, entity_type, entity_id FROM audit_event WHERE detail LIKE 'WADO-RS%'"
+        audited = connection.execute(
+            text(
+                "SELECT actor, entity_type, entity_id FROM audit_event WHERE detail LIKE 'WADO-RS%'"
+            )
         ).all()
     database.dispose()
     assert [tuple(row) for row in audited] == [("viewer", "ImagingStudy", ct.StudyInstanceUID)] * 2

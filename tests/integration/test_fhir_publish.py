@@ -24,16 +24,18 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def region(tmp_path: Path) -> Iterator[tuple[Database, Settings]]:
+def region(tmp_path: Path, database_url: str) -> Iterator[tuple[Database, Settings]]:
     subprocess.run(
         [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet",
          "--fhir-days", "0"],
-        env=hub_environment(tmp_path),
+        env=hub_environment(tmp_path, database_url=database_url),
         check=True,
         capture_output=True,
         timeout=300,
     )  # fmt: skip
-    settings = Settings(data_dir=tmp_path, upstream_fhir_url="http://127.0.0.1:9/fhir")  # type: ignore[arg-type]
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, upstream_fhir_url="http://127.0.0.1:9/fhir"
+    )  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     yield database, settings
     database.dispose()

@@ -109,8 +109,8 @@ class Hub:
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    settings = Settings(data_dir=tmp_path, hl7_group_commit_wait=0)  # type: ignore[arg-type]
+def hub(tmp_path: Path, database_url: str) -> Iterator[Hub]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url, hl7_group_commit_wait=0)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
     with database.engine.begin() as connection:
@@ -188,7 +188,9 @@ def test_orm_creates_patient_and_order_and_answers_aa(hub: Hub) -> None:
     assert reason == "肺部感染待排"  # OBR-31 reason for study
     assert uid.startswith("2.25.")  # the hub pre-assigns a Study Instance UID
     patient = hub.rows("SELECT name, sex, birth_date, phone FROM patient")
-    assert [tuple(p) for p in patient] == [("李建国", "M", "1968-04-12", "13908740123")]
+    assert [(p[0], p[1], str(p[2]), p[3]) for p in patient] == [
+        ("李建国", "M", "1968-04-12", "13908740123")
+    ]
     identifiers = {
         (r.kind, r.authority, r.value)
         for r in hub.rows("SELECT kind, authority, value FROM patient_identifier")

@@ -11,20 +11,25 @@ import pytest
 from sqlalchemy import text
 
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.kpi import Figure, change, month_days, monthly_report, to_csv, to_text
 from integration.settings import Settings
 from models.errors import ValidationError
+from tests.databases import DemoSnapshots
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, Settings]]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("kpi"))  # type: ignore[arg-type]
+def region(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
+    demo_snapshots: DemoSnapshots,
+) -> Iterator[tuple[Database, Settings]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("kpi"), database_url=module_database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=8, exams=2000, until=date(2026, 11, 20), progress=False),

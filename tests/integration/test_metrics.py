@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, insert, select, update
 
 from integration import metrics
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.metrics import (
     Dimension,
     Filters,
@@ -29,6 +29,7 @@ from integration.report_return import queue_report_return
 from integration.settings import Settings
 from models import metadata
 from models.enums import OutboxStatus
+from tests.databases import DemoSnapshots
 
 T = metadata.tables
 UNTIL = date(2026, 11, 20)
@@ -134,12 +135,18 @@ def _in(column: Any, window: tuple[datetime, datetime]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[County]:
+def county(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
+    demo_snapshots: DemoSnapshots,
+) -> Iterator[County]:
     """2000 exams of demo history, plus an ORU delivered, a card and two odd studies."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("metrics"))
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("metrics"), database_url=module_database_url
+    )
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=11, exams=2000, until=UNTIL, progress=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,10 +54,11 @@ class Receiver:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Database:
-    db = Database.from_settings(Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+def database(tmp_path: Path, database_url: str) -> Iterator[Database]:
+    db = Database.from_settings(Settings(data_dir=tmp_path, database_url=database_url))  # type: ignore[arg-type]
     db.upgrade()
-    return db
+    yield db
+    db.dispose()
 
 
 def _queue(database: Database, clock: Clock, *keys: str, destination: str = "mllp://a:1") -> None:

@@ -38,12 +38,12 @@ def test_a_ct_slice_becomes_a_small_grey_jpeg(tmp_path: Path) -> None:
     assert high - low > 100  # windowed to use the grey range, not a flat image
 
 
-def test_previews_of_a_study_one_per_series(tmp_path: Path, sqlite_engine: Engine) -> None:
-    migrate.upgrade(sqlite_engine)
+def test_previews_of_a_study_one_per_series(tmp_path: Path, database_engine: Engine) -> None:
+    migrate.upgrade(database_engine)
     ct = _stored(tmp_path, "CT_small.dcm")
     broken = tmp_path / "dicom" / "broken.dcm"
     broken.write_bytes(b"DICM but not really")
-    with Session(sqlite_engine) as session:
+    with Session(database_engine) as session:
         facility = add_township(session.connection(), "QL-T99")
         study = Study(
             study_instance_uid="2.25.77", facility_id=facility, status=StudyStatus.complete

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from integration import prior_check, reading_desk
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.permissions import Actor
 from integration.recognition import Rules
 from integration.settings import Settings
@@ -35,6 +35,7 @@ from models import (
 )
 from models.enums import IdentifierKind, RecognitionOutcome, RecognitionSource, RefusalReason
 from models.errors import PermissionDenied, ValidationError
+from tests.databases import DemoSnapshots
 from tests.hub_helpers import study_for_reading
 
 SIGNED_AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
@@ -55,11 +56,11 @@ class Region:
 
 
 @pytest.fixture
-def region(tmp_path: Path) -> Iterator[Region]:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+def region(tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots) -> Iterator[Region]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=4, exams=200, until=date(2026, 11, 20), progress=False),

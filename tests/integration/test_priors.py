@@ -27,16 +27,16 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
-def region(tmp_path_factory: pytest.TempPathFactory) -> Database:
+def region(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Database:
     folder = tmp_path_factory.mktemp("region")
     subprocess.run(
         [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet"],
-        env=hub_environment(folder),
+        env=hub_environment(folder, database_url=module_database_url),
         check=True,
         capture_output=True,
         timeout=300,
     )
-    database = Database.from_settings(Settings(data_dir=folder))  # type: ignore[arg-type]
+    database = Database.from_settings(Settings(data_dir=folder, database_url=module_database_url))  # type: ignore[arg-type]
     yield database  # type: ignore[misc]
     database.dispose()
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from integration import clinic, reading_desk
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.permissions import Actor
 from integration.reconcile import attach
 from integration.settings import Settings
@@ -34,6 +34,7 @@ from models.enums import (
     StudyStatus,
 )
 from models.errors import AuthenticationError, Conflict, PermissionDenied, ValidationError
+from tests.databases import DemoSnapshots
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
@@ -84,11 +85,11 @@ def _new_study(session: Session, order: Order, centre_id: int, uid: str, **extra
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Iterator[Desk]:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+def desk(tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots) -> Iterator[Desk]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=9, exams=200, until=date(2026, 11, 20), progress=False),

@@ -26,12 +26,13 @@ from sqlalchemy import text
 from fhir.identifiers import EXAM_TYPE_SYSTEM, FACILITY_SYSTEM
 from hl7.mllp import MllpClient
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.reporting import Signer, sign_final, submit_preliminary
 from integration.settings import Settings
 from models.enums import ImageGrade, ProfessionalTitle, Role, Sex
 from models.identity import make_resident_id
 from tests.conftest import free_port
+from tests.databases import DemoSnapshots
 from tests.hub_helpers import start_hub
 
 STORESCU = Path("/usr/bin/storescu")
@@ -62,11 +63,13 @@ def _wait(condition: object, *, limit: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_a_signed_exam_at_one_clinic_prompts_a_clinician_at_another(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+def test_a_signed_exam_at_one_clinic_prompts_a_clinician_at_another(
+    tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots
+) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=11, exams=200, until=date.today(), progress=False),
@@ -79,7 +82,11 @@ def test_a_signed_exam_at_one_clinic_prompts_a_clinician_at_another(tmp_path: Pa
         http_port=http_port,
         mllp_port=mllp_port,
         dicom_port=dicom_port,
-        settings={"study_quiet_seconds": "1", "stabiliser_poll_seconds": "0.2"},
+        settings={
+            "study_quiet_seconds": "1",
+            "stabiliser_poll_seconds": "0.2",
+            "database_url": database_url,
+        },
     )
     try:
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.refusal_audit import (
     draw,
     draw_month,
@@ -25,6 +25,7 @@ from integration.refusal_audit import (
 )
 from integration.settings import Settings
 from models.errors import NotFound, ValidationError
+from tests.databases import DemoSnapshots
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -57,11 +58,11 @@ def test_month_bounds_are_shanghai_months() -> None:
 
 
 @pytest.fixture
-def region(tmp_path: Path) -> Iterator[Database]:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+def region(tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots) -> Iterator[Database]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=5, exams=3000, until=date(2026, 11, 20), progress=False),

@@ -16,13 +16,14 @@ from hl7.ack import build_ack
 from hl7.er7 import parse_message
 from hl7.mllp import MllpServer
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.outbox import OUTBOX, OutboxWorker
 from integration.report_return import queue_report_return, send_hl7
 from integration.settings import Settings
 from models import metadata
 from models.enums import OutboxChannel, OutboxStatus
 from tests.conftest import free_port
+from tests.databases import DemoSnapshots
 
 T = metadata.tables
 
@@ -49,17 +50,20 @@ class ClinicHis:
 
 
 @pytest.fixture
-def region(tmp_path: Path) -> Iterator[tuple[Database, Settings, int, int]]:
+def region(
+    tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots
+) -> Iterator[tuple[Database, Settings, int, int]]:
     """A tiny demo county; one final report whose clinic HIS listens on a free port."""
     settings = Settings(
         data_dir=tmp_path,
+        database_url=database_url,
         outbox_backoff_seconds=0.05,  # type: ignore[arg-type]
         outbox_backoff_max_seconds=0.2,
         outbox_max_attempts=50,
     )
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=3, exams=300, until=date(2026, 11, 20), progress=False),
@@ -69,7 +73,7 @@ def region(tmp_path: Path) -> Iterator[tuple[Database, Settings, int, int]]:
         report = connection.execute(
             text(
                 "SELECT r.id, o.ordering_facility_id FROM report r JOIN exam_order o "
-                "ON o.id = r.order_id WHERE r.status = 'final' AND r.critical = 0 "
+                "ON o.id = r.order_id WHERE r.status = 'final' AND NOT r.critical "
                 "ORDER BY r.id LIMIT 1"
             )
         ).one()

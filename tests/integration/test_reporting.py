@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from hl7.er7 import parse_message
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.outbox import OUTBOX
 from integration.reporting import (
     Signer,
@@ -35,6 +35,7 @@ from models.enums import (
     StudyStatus,
 )
 from models.errors import PermissionDenied, TransitionError, ValidationError
+from tests.databases import DemoSnapshots
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
@@ -55,12 +56,14 @@ def test_correction_ignores_whitespace_only() -> None:
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Iterator[tuple[Database, Settings, int, Signer, Signer]]:
+def desk(
+    tmp_path: Path, database_url: str, demo_snapshots: DemoSnapshots
+) -> Iterator[tuple[Database, Settings, int, Signer, Signer]]:
     """A demo county plus one complete study awaiting its preliminary at QL-H01."""
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=9, exams=200, until=date(2026, 11, 20), progress=False),

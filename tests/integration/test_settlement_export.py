@@ -15,7 +15,7 @@ import openpyxl
 import pytest
 
 from integration.database import Database
-from integration.demo.seed import DemoOptions, seed_demo_region
+from integration.demo.seed import DemoOptions
 from integration.settings import Settings
 from integration.settlement_export import (
     SettlementExport,
@@ -27,16 +27,21 @@ from integration.settlement_export import (
     yuan,
 )
 from models.errors import NotFound, ValidationError
+from tests.databases import DemoSnapshots
 from tests.hub_helpers import hub_environment
 
 
 @pytest.fixture(scope="module")
-def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, Settings]]:
+def region(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
+    demo_snapshots: DemoSnapshots,
+) -> Iterator[tuple[Database, Settings]]:
     folder = tmp_path_factory.mktemp("settlement")
-    settings = Settings(data_dir=folder)  # type: ignore[arg-type]
+    settings = Settings(data_dir=folder, database_url=module_database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
-    seed_demo_region(
+    demo_snapshots.seed(
         database,
         settings=settings,
         options=DemoOptions(seed=21, exams=2000, until=date(2026, 11, 20), progress=False),
@@ -119,7 +124,7 @@ def test_the_command_writes_the_file(region: tuple[Database, Settings], tmp_path
     done = subprocess.run(
         [sys.executable, "-m", "integration.cli", "report", "settlement", "--period", "2026H2",
          "--format", "csv", "--output", str(output)],
-        env=hub_environment(settings.data_dir),
+        env=hub_environment(settings.data_dir, database_url=settings.database_url),
         capture_output=True,
         text=True,
         timeout=120,

@@ -57,10 +57,10 @@ def test_duplicate_codes_are_refused() -> None:
         list(read_catalogue(_csv(row, row)))
 
 
-def test_sync_is_idempotent_and_applies_edits(sqlite_engine: Engine, tmp_path: Path) -> None:
-    upgrade(sqlite_engine)
+def test_sync_is_idempotent_and_applies_edits(database_engine: Engine, tmp_path: Path) -> None:
+    upgrade(database_engine)
     shipped = load_catalogue()
-    with Session(sqlite_engine) as session:
+    with Session(database_engine) as session:
         assert sync_catalogue(session, entries=shipped) == len(shipped)
         session.commit()
         assert sync_catalogue(session, entries=shipped) == 0
@@ -75,7 +75,7 @@ def test_sync_is_idempotent_and_applies_edits(sqlite_engine: Engine, tmp_path: P
         ),
         encoding="utf-8",
     )
-    with Session(sqlite_engine) as session:
+    with Session(database_engine) as session:
         assert sync_catalogue(session, entries=load_catalogue(edited)) == 2
         session.commit()
         head = session.exec(select(ExamType).where(ExamType.code == "CT-HEAD-PLAIN")).one()

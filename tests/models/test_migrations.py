@@ -3,10 +3,17 @@
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, create_engine, inspect
 
 from models import metadata
-from models.migrate import current_revision, downgrade, head_revision, needs_upgrade, upgrade
+from models.migrate import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    needs_upgrade,
+    upgrade,
+)
 
 
 def _check_round_trip(engine: Engine) -> None:
@@ -39,3 +46,13 @@ def test_migrations_on_sqlite(sqlite_engine: Engine) -> None:
 @pytest.mark.postgres
 def test_migrations_on_postgresql(postgres_engine: Engine) -> None:
     _check_round_trip(postgres_engine)
+
+
+def test_a_percent_encoded_url_reaches_alembic_intact() -> None:
+    """A password like "p@ss%" is percent-encoded in the URL; the ini parser must not choke."""
+    url = "postgresql+psycopg://hub:p%40ss%25@db.invalid:5432/huren?options=-c+a%3Db"
+    engine = create_engine(url)
+    try:
+        assert alembic_config(engine).get_main_option("sqlalchemy.url") == url
+    finally:
+        engine.dispose()
