@@ -297,7 +297,7 @@ def test_concurrent_calls_answer_only_once_their_cards_are_kept(hub: Hub) -> Non
         (card,) = answer.json()["cards"]
         # Read the moment the answer arrives, from another connection: already committed.
         (kept,) = hub.query(
-            "SELECT count(*) FROM recognition_card WHERE card_uuid = ?", card["uuid"]
+            "SELECT count(*) FROM recognition_card WHERE card_uuid = :card", card=card["uuid"]
         )
         return str(card["uuid"]), int(kept[0])
 
@@ -310,10 +310,11 @@ def test_concurrent_calls_answer_only_once_their_cards_are_kept(hub: Hub) -> Non
     assert len({card for card, _ in answers}) == 12
     feedback = {"feedback": [{"card": card, "outcome": "accepted"} for card, _ in answers]}
     assert hub.client.post(f"/cds-services/{SIGN}/feedback", json=feedback).status_code == 200
+    cards = {f"card{number}": card for number, (card, _) in enumerate(answers)}
     (decided,) = hub.query(
         "SELECT count(*) FROM recognition_decision WHERE card_id IN "
-        f"({', '.join('?' * len(answers))})",
-        *(card for card, _ in answers),
+        f"({', '.join(':' + name for name in cards)})",
+        **cards,
     )
     assert decided == (12,)
 

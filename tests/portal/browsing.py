@@ -120,3 +120,16 @@ def demo_user(portal: Portal, username: str) -> User:
             return user
     finally:
         database.dispose()
+
+
+def unlock(portal: Portal, username: str) -> None:
+    """Tests share one portal, so a test that locks an account gives it back."""
+    database = Database.from_settings(Settings(data_dir=portal.data_dir))
+    try:
+        with Session(database.engine) as session:
+            user = session.exec(select(User).where(User.username == username)).one()
+            user.locked_until, user.failed_logins = None, 0
+            session.add(user)
+            session.commit()
+    finally:
+        database.dispose()

@@ -16,6 +16,7 @@ from tests.portal.browsing import (
     login_url,
     shot,
     sign_in,
+    unlock,
 )
 
 if TYPE_CHECKING:
@@ -63,20 +64,23 @@ def test_wrong_password_stays_on_login_with_a_message(page: Page) -> None:
 
 
 def test_a_locked_account_says_until_when(page: Page, portal: Portal) -> None:
-    from playwright.sync_api import expect
-
-    for _ in range(5):
-        sign_in(page, "qc", "still-wrong")
-        expect(page.get_by_test_id("form-error")).to_be_visible()
-    until = demo_user(portal, "qc").locked_until
-    assert until is not None
     from zoneinfo import ZoneInfo
+
+    from playwright.sync_api import expect
 
     from portal.i18n import format_local_time
 
-    hhmm = format_local_time(until, ZoneInfo("Asia/Shanghai"))
-    expect(page.get_by_test_id("form-error")).to_contain_text(f"北京时间 {hhmm}")
-    shot(page, "03-login-locked")
+    try:
+        for _ in range(5):
+            sign_in(page, "qc", "still-wrong")
+            expect(page.get_by_test_id("form-error")).to_be_visible()
+        until = demo_user(portal, "qc").locked_until
+        assert until is not None
+        hhmm = format_local_time(until, ZoneInfo("Asia/Shanghai"))
+        expect(page.get_by_test_id("form-error")).to_contain_text(f"北京时间 {hhmm}")
+        shot(page, "03-login-locked")
+    finally:
+        unlock(portal, "qc")
 
 
 def test_radiologist_signs_in_switches_language_and_signs_out(page: Page, portal: Portal) -> None:

@@ -165,14 +165,6 @@ def test_clinician_checks_priors_and_refuses_with_a_reason(
 def test_qc_draws_and_reviews_a_months_sample(browser: Browser, portal: Portal) -> None:
     from playwright.sync_api import expect
 
-    database = Database.from_settings(Settings(data_dir=portal.data_dir))
-    try:  # test_browser.py locks `qc` on purpose; this test needs it signed in
-        with database.session() as session:
-            officer = session.exec(select(User).where(User.username == "qc")).one()
-            officer.locked_until, officer.failed_logins = None, 0
-            session.add(officer)
-    finally:
-        database.dispose()
     qc = _as(browser, portal, "qc")
     qc.goto("/refusal-audit")
     qc.get_by_test_id("input-month").fill("2026-10")
