@@ -25,6 +25,7 @@ from integration.recognition import ExamSpec, Rules, verdicts
 from integration.refusal_audit import draw_month, month_bounds, review, sample_report
 from models import (
     AuditEvent,
+    AvoidableExam,
     ExamType,
     Facility,
     Order,
@@ -379,6 +380,20 @@ class SampledRefusal:
 
 
 @dataclass(frozen=True)
+class AvoidableLine:
+    """An exam on the nightly check's list: done though a recognisable prior existed."""
+
+    study_id: int
+    performed_on: date
+    patient_name: str
+    exam_name: str
+    facility: str
+    prior_facility: str
+    prior_performed_on: date
+    fee_fen: int
+
+
+@dataclass(frozen=True)
 class RefusalAudit:
     month: str
     seed: str
@@ -388,6 +403,35 @@ class RefusalAudit:
     justified: int
     drawable: bool  # the month has ended, so its sample can be drawn
     sample: tuple[SampledRefusal, ...]
+    avoidable: tuple[AvoidableLine, ...]  # the month's avoidable exams, oldest first
+    avoidable_fee_fen: int
+
+
+def avoidable_in_month(session: Session, *, month: str, zone: ZoneInfo) -> list[AvoidableLine]:
+    """The exams the nightly check listed for the month (by local exam date)."""
+    start, end = month_bounds(month, zone)
+    first, following = start.astimezone(zone).date(), end.astimezone(zone).date()
+    rows = session.exec(
+        select(AvoidableExam, Patient.name, ExamType.name_zh, Facility.name)
+        .join(Patient, col(Patient.id) == AvoidableExam.patient_id)
+        .join(ExamType, col(ExamType.id) == AvoidableExam.exam_type_id)
+        .join(Facility, col(Facility.id) == AvoidableExam.facility_id)
+        .where(AvoidableExam.performed_on >= first, AvoidableExam.performed_on < following)
+        .order_by(col(AvoidableExam.performed_on), col(AvoidableExam.study_id))
+    ).all()
+    return [
+        AvoidableLine(
+            study_id=found.study_id,
+            performed_on=found.performed_on,
+            patient_name=patient,
+            exam_name=exam,
+            facility=facility,
+            prior_facility=found.prior_facility,
+            prior_performed_on=found.prior_performed_on,
+            fee_fen=found.fee_fen,
+        )
+        for found, patient, exam, facility in rows
+    ]
 
 
 def refusal_audit(
@@ -448,6 +492,7 @@ def refusal_audit(
                 reviewer=names.get(int(row.reviewer_id), "") if row.reviewer_id else "",
             )
         )
+    avoidable = avoidable_in_month(session, month=month, zone=zone)
     return RefusalAudit(
         month=month,
         seed=summary.seed,
@@ -457,6 +502,8 @@ def refusal_audit(
         justified=summary.justified,
         drawable=end <= now,
         sample=tuple(sample),
+        avoidable=tuple(avoidable),
+        avoidable_fee_fen=sum(line.fee_fen for line in avoidable),
     )
 
 

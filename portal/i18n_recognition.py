@@ -72,6 +72,13 @@ ZH: Final[dict[str, str]] = {
     "review_unjustified": "理由不充分",
     "err_review_note": "判定理由不充分时请填写审核意见（500字以内）。",
     "done_reviewed": "审核结果已保存。",
+    "avoidable_title": "可避免的重复检查",
+    "avoidable_intro": "每晚核查：已有可互认的既往检查、且未记录不采用理由而仍然完成的检查。",
+    "avoidable_count": "本月可避免检查",
+    "avoidable_fee": "可避免费用（元）",
+    "avoidable_fee_col": "费用（元）",
+    "avoidable_none": "本月没有可避免的重复检查。",
+    "performed_on": "检查日期",
     **{f"why_{reason.value}": text for reason, text in REASON_ZH.items()},
     **{f"refuse_{reason.value}": text for reason, text in REFUSAL_ZH.items()},
 }
@@ -127,6 +134,14 @@ EN: Final[dict[str, str]] = {
     "review_unjustified": "Not justified",
     "err_review_note": "Say why the refusal was not justified (up to 500 characters).",
     "done_reviewed": "Review saved.",
+    "avoidable_title": "Avoidable repeat exams",
+    "avoidable_intro": "Checked nightly: exams done although a recognisable prior existed "
+    "and no reason for refusing it was recorded.",
+    "avoidable_count": "Avoidable exams this month",
+    "avoidable_fee": "Avoidable cost (yuan)",
+    "avoidable_fee_col": "Fee (yuan)",
+    "avoidable_none": "No avoidable repeat exams this month.",
+    "performed_on": "Exam date",
     **{f"why_{reason.value}": text.capitalize() for reason, text in REASON_EN.items()},
     **{f"refuse_{reason.value}": text for reason, text in _REFUSAL_EN.items()},
 }

@@ -61,7 +61,25 @@ def audit_fields(audit: RefusalAudit, zone_key: str) -> dict[str, Any]:
             }
             for s in audit.sample
         ],
+        "avoidable": [
+            {
+                "study": line.study_id,
+                "on": line.performed_on.isoformat(),
+                "patient": line.patient_name,
+                "exam": line.exam_name,
+                "facility": line.facility,
+                "prior": f"{line.prior_facility} {line.prior_performed_on.isoformat()}",
+                "fee": yuan(line.fee_fen),
+            }
+            for line in audit.avoidable
+        ],
+        "avoidable_count": len(audit.avoidable),
+        "avoidable_fee": yuan(audit.avoidable_fee_fen),
     }
+
+
+def yuan(fen: int) -> str:
+    return f"{fen / 100:,.2f}"
 
 
 class RefusalAuditState(SessionState):
@@ -214,6 +232,62 @@ def _case(case: rx.Var[dict[str, Any]]) -> rx.Component:
     )
 
 
+def _avoidable(line: rx.Var[dict[str, Any]]) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(line["on"], size="1")),
+        rx.table.cell(
+            rx.text(line["patient"], weight="bold", size="2"), rx.text(line["exam"], size="1")
+        ),
+        rx.table.cell(rx.text(line["facility"], size="2")),
+        rx.table.cell(rx.text(line["prior"], size="1")),
+        rx.table.cell(rx.text(line["fee"], size="2"), text_align="right"),
+        data_testid="avoidable-exam",
+    )
+
+
+def _avoidable_section(audit: rx.Var[dict[str, Any]]) -> rx.Component:
+    return rx.vstack(
+        rx.heading(tr("avoidable_title"), size="4", as_="h2"),
+        rx.text(tr("avoidable_intro"), size="2", color_scheme="gray"),
+        rx.grid(
+            _figure("avoidable_count", audit["avoidable_count"], "avoidable-count"),
+            rx.card(
+                rx.text(tr("avoidable_fee"), size="1", color_scheme="gray"),
+                rx.text(
+                    audit["avoidable_fee"].to(str),
+                    size="6",
+                    weight="bold",
+                    data_testid="avoidable-fee",
+                ),
+            ),
+            columns="4",
+            spacing="3",
+            width="100%",
+        ),
+        rx.cond(
+            audit["avoidable_count"].to(int) > 0,
+            rx.table.root(
+                rx.table.header(
+                    rx.table.row(
+                        rx.table.column_header_cell(tr("performed_on")),
+                        rx.table.column_header_cell(tr("patient")),
+                        rx.table.column_header_cell(tr("clinic")),
+                        rx.table.column_header_cell(tr("prior_exam")),
+                        rx.table.column_header_cell(tr("avoidable_fee_col"), text_align="right"),
+                    )
+                ),
+                rx.table.body(rx.foreach(audit["avoidable"].to(list[dict[str, Any]]), _avoidable)),
+                variant="surface",
+                size="1",
+                width="100%",
+            ),
+            rx.text(tr("avoidable_none"), size="2", data_testid="avoidable-none"),
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
 def _figure(label_key: str, value: rx.Var[Any], test_id: str) -> rx.Component:
     return rx.card(
         rx.text(tr(label_key), size="1", color_scheme="gray"),
@@ -294,6 +368,8 @@ def refusal_audit_page() -> rx.Component:
                             width="100%",
                         ),
                     ),
+                    rx.divider(),
+                    _avoidable_section(audit),
                     spacing="3",
                     width="100%",
                 ),

@@ -325,3 +325,44 @@ def test_refusals_need_a_reason_and_are_sampled_and_reviewed(region: Region) -> 
         assert reviewed.reviewed == 1 and reviewed.justified == 0
         done = next(s for s in reviewed.sample if s.decision_id == first)
         assert done.justified is False and done.reviewer == region.qc.display_name
+
+
+def test_the_months_avoidable_exams_are_listed_with_their_cost(region: Region) -> None:
+    from integration.avoidable import avoidable_exams, record
+
+    repeated_at = SIGNED_AT + timedelta(days=2)
+    with region.database.session() as session:
+        repeat_id, _ = study_for_reading(
+            session, clinic_code="QL-T01", uid="2.25.4343", completed_at=repeated_at
+        )
+        repeat = session.get(Study, repeat_id)
+        exam = session.exec(select(ExamType).where(ExamType.code == region.exam_code)).one()
+        clinic = session.exec(select(Facility).where(Facility.code == "QL-T01")).one()
+        assert repeat is not None and repeat.patient_id == region.patient_id
+    with region.database.engine.begin() as connection:
+        found = avoidable_exams(
+            connection,
+            start=repeated_at - timedelta(hours=1),
+            end=repeated_at + timedelta(hours=1),
+            zone=ZONE,
+        )
+        assert [e.study_id for e in found] == [repeat_id]
+        assert record(connection, found, now=repeated_at) == 1
+    after = datetime(2026, 12, 3, tzinfo=UTC)
+    with region.database.session() as session:
+        with pytest.raises(PermissionDenied):
+            prior_check.refusal_audit(
+                session, actor=region.clinician, month="2026-11", now=after, zone=ZONE, draw=False
+            )
+        audit = prior_check.refusal_audit(
+            session, actor=region.qc, month="2026-11", now=after, zone=ZONE, draw=False
+        )
+        (line,) = audit.avoidable
+        assert line.study_id == repeat_id and line.performed_on == date(2026, 11, 26)
+        assert (line.exam_name, line.facility) == (exam.name_zh, clinic.name)
+        assert line.prior_performed_on == SIGNED_AT.astimezone(ZONE).date()
+        assert line.fee_fen == exam.fee_fen == audit.avoidable_fee_fen > 0
+        earlier = prior_check.refusal_audit(
+            session, actor=region.qc, month="2026-10", now=after, zone=ZONE, draw=False
+        )
+        assert earlier.avoidable == () and earlier.avoidable_fee_fen == 0

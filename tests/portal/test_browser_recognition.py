@@ -19,6 +19,7 @@ from integration import reading_desk
 from integration.database import Database
 from integration.settings import Settings
 from models import (
+    AvoidableExam,
     ExamType,
     Facility,
     PatientIdentifier,
@@ -183,4 +184,58 @@ def test_qc_draws_and_reviews_a_months_sample(browser: Browser, portal: Portal) 
     expect(qc.get_by_test_id("audit-reviewed")).to_have_text("1")
     expect(rows.first.get_by_test_id("review-verdict")).to_have_text("理由不充分")
     shot(qc, "21-refusal-audit")
+    qc.context.close()
+
+
+def test_qc_sees_the_months_avoidable_exams_with_their_cost(
+    browser: Browser, portal: Portal
+) -> None:
+    from playwright.sync_api import expect
+
+    database = Database.from_settings(Settings(data_dir=portal.data_dir))
+    try:  # what the nightly check lists (tests/integration/test_prior_check.py finds them)
+        with database.session() as session:
+            october = session.exec(
+                select(Study)
+                .where(
+                    Study.completed_at >= datetime(2026, 10, 5, tzinfo=UTC),  # type: ignore[operator]
+                    Study.completed_at < datetime(2026, 10, 25, tzinfo=UTC),  # type: ignore[operator]
+                )
+                .order_by(Study.id)  # type: ignore[arg-type]
+                .limit(2)
+            ).all()
+            fees = []
+            for study in october:
+                exam = session.get(ExamType, study.exam_type_id)
+                assert exam is not None and study.patient_id is not None
+                fees.append(exam.fee_fen)
+                session.add(
+                    AvoidableExam(
+                        study_id=int(study.id or 0),
+                        patient_id=study.patient_id,
+                        exam_type_id=exam.id,
+                        facility_id=study.facility_id,
+                        performed_on=(study.completed_at or datetime.now(UTC)).date(),
+                        prior_key=f"2.25.{study.id}0",
+                        prior_facility="青岚县中心卫生院",
+                        prior_performed_on=date(2026, 9, 1),
+                        fee_fen=exam.fee_fen,
+                        found_at=datetime.now(UTC),
+                    )
+                )
+    finally:
+        database.dispose()
+    qc = _as(browser, portal, "qc")
+    qc.goto("/refusal-audit")
+    qc.get_by_test_id("input-month").fill("2026-10")
+    qc.get_by_role("button", name="显示").click()
+    expect(qc.get_by_test_id("avoidable-exam")).to_have_count(2)
+    expect(qc.get_by_test_id("avoidable-count")).to_have_text("2")
+    expect(qc.get_by_test_id("avoidable-fee")).to_have_text(f"{sum(fees) / 100:,.2f}")
+    expect(qc.get_by_test_id("avoidable-exam").first).to_contain_text("青岚县中心卫生院 2026-09-01")
+    shot(qc, "22-avoidable-exams")
+    qc.get_by_test_id("input-month").fill("2026-08")
+    qc.get_by_role("button", name="显示").click()
+    expect(qc.get_by_test_id("avoidable-none")).to_be_visible()
+    expect(qc.get_by_test_id("avoidable-count")).to_have_text("0")
     qc.context.close()
