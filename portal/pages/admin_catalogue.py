@@ -30,6 +30,7 @@ from portal.pages.admin_forms import (
     sort_header,
     text_input,
 )
+from portal.paging import SortedTable
 
 SORTS: tuple[str, ...] = tuple(sort.value for sort in admin.CatalogueSort)
 ALL = "all"
@@ -52,13 +53,11 @@ def exam_fields(row: admin.CatalogueRow) -> dict[str, Any]:
     }
 
 
-class AdminCatalogueState(SessionState):
+class AdminCatalogueState(SortedTable, SessionState):
     allowed: bool = False
     mode: str = "list"  # list | edit
     rows: list[dict[str, Any]] = []
     total: int = 0
-    page: int = 1
-    pages: int = 1
     modalities: list[str] = []
     search: str = ""
     modality_filter: str = ""
@@ -110,6 +109,9 @@ class AdminCatalogueState(SessionState):
         self.total, self.page, self.pages = result.total, result.page, result.pages
         self.modalities = list(result.modalities)
 
+    def _sorts(self) -> tuple[tuple[str, ...], str]:
+        return SORTS, admin.CatalogueSort.code.value
+
     async def _refresh(self) -> AsyncIterator[EventSpec | None]:
         refusal = self.guard(Action.manage_catalogue)
         if refusal is not None:
@@ -147,29 +149,6 @@ class AdminCatalogueState(SessionState):
     async def set_recognised_filter(self, value: str) -> AsyncIterator[EventSpec | None]:
         self.recognised_filter = value if value in RECOGNISED_FILTERS else ALL
         self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def set_sort(self, sort: str) -> AsyncIterator[EventSpec | None]:
-        if sort == self.sort:
-            self.descending = not self.descending
-        else:
-            self.sort = sort if sort in SORTS else admin.CatalogueSort.code.value
-            self.descending = False
-        self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def next_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = min(self.page + 1, self.pages)
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def previous_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = max(self.page - 1, 1)
         async for step in self._refresh():
             yield step
 

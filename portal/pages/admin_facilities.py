@@ -32,6 +32,7 @@ from portal.pages.admin_forms import (
     sort_header,
     text_input,
 )
+from portal.paging import SortedTable
 
 SORTS: tuple[str, ...] = tuple(sort.value for sort in admin.FacilitySort)
 LEVELS: tuple[str, ...] = tuple(level.value for level in FacilityLevel)
@@ -121,13 +122,11 @@ def centre_options(detail: admin.FacilityDetail) -> list[dict[str, str]]:
     ]
 
 
-class AdminFacilitiesState(SessionState):
+class AdminFacilitiesState(SortedTable, SessionState):
     allowed: bool = False
     mode: str = "list"  # list | detail
     rows: list[dict[str, Any]] = []
     total: int = 0
-    page: int = 1
-    pages: int = 1
     search: str = ""
     level_filter: str = ""
     centres_only: bool = False
@@ -179,6 +178,9 @@ class AdminFacilitiesState(SessionState):
             return
         self.rows = facility_rows(result)
         self.total, self.page, self.pages = result.total, result.page, result.pages
+
+    def _sorts(self) -> tuple[tuple[str, ...], str]:
+        return SORTS, admin.FacilitySort.code.value
 
     async def _refresh(self) -> AsyncIterator[EventSpec | None]:
         refusal = self.guard(Action.manage_facilities)
@@ -233,29 +235,6 @@ class AdminFacilitiesState(SessionState):
     async def set_centres_only(self, value: bool) -> AsyncIterator[EventSpec | None]:
         self.centres_only = bool(value)
         self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def set_sort(self, sort: str) -> AsyncIterator[EventSpec | None]:
-        if sort == self.sort:
-            self.descending = not self.descending
-        else:
-            self.sort = sort if sort in SORTS else admin.FacilitySort.code.value
-            self.descending = False
-        self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def next_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = min(self.page + 1, self.pages)
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def previous_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = max(self.page - 1, 1)
         async for step in self._refresh():
             yield step
 

@@ -32,6 +32,7 @@ from portal.pages.admin_forms import (
     sort_header,
     text_input,
 )
+from portal.paging import SortedTable
 
 SORTS: tuple[str, ...] = tuple(sort.value for sort in admin.UserSort)
 STATUSES: tuple[str, ...] = tuple(status.value for status in admin.UserStatus)
@@ -75,13 +76,11 @@ def facility_options(choices: tuple[admin.FacilityChoice, ...]) -> list[dict[str
     ]
 
 
-class AdminUsersState(SessionState):
+class AdminUsersState(SortedTable, SessionState):
     allowed: bool = False
     mode: str = "list"  # list | create | edit
     rows: list[dict[str, Any]] = []
     total: int = 0
-    page: int = 1
-    pages: int = 1
     search: str = ""
     role_filter: str = ""
     facility_filter: str = ""
@@ -140,6 +139,9 @@ class AdminUsersState(SessionState):
         self.rows = user_rows(result, services.settings.timezone)
         self.total, self.page, self.pages = result.total, result.page, result.pages
 
+    def _sorts(self) -> tuple[tuple[str, ...], str]:
+        return SORTS, admin.UserSort.username.value
+
     async def _refresh(self) -> AsyncIterator[EventSpec | None]:
         refusal = self.guard(Action.manage_users)
         if refusal is not None:
@@ -187,29 +189,6 @@ class AdminUsersState(SessionState):
     async def set_status_filter(self, value: str) -> AsyncIterator[EventSpec | None]:
         self.status_filter = value if value in STATUSES else admin.UserStatus.any.value
         self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def set_sort(self, sort: str) -> AsyncIterator[EventSpec | None]:
-        if sort == self.sort:
-            self.descending = not self.descending
-        else:
-            self.sort = sort if sort in SORTS else admin.UserSort.username.value
-            self.descending = False
-        self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def next_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = min(self.page + 1, self.pages)
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def previous_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = max(self.page - 1, 1)
         async for step in self._refresh():
             yield step
 

@@ -24,6 +24,7 @@ from models.errors import HurenError
 from portal import i18n
 from portal.auth import SessionState
 from portal.layout import field_error, page_shell, pager, tr, tr_key, when_allowed
+from portal.paging import PagedTable
 
 ACTIONS: tuple[str, ...] = tuple(action.value for action in AuditAction)
 _ANY = "any"  # the select's value for "all actions" (Radix selects refuse an empty value)
@@ -85,13 +86,11 @@ def trail_rows(page: AuditPage, zone_key: str) -> list[dict[str, Any]]:
     ]
 
 
-class AuditTrailState(SessionState):
+class AuditTrailState(PagedTable, SessionState):
     allowed: bool = False
     filters: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     total: int = 0
-    page: int = 1
-    pages: int = 1
     error_for: str = ""
     error_key: str = ""
     notice_key: str = ""
@@ -157,18 +156,6 @@ class AuditTrailState(SessionState):
     async def set_action(self, value: str) -> AsyncIterator[EventSpec | None]:
         self.filters = {**self.filters, "action": value if value in ACTIONS else ""}
         self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def next_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = min(self.page + 1, self.pages)
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def previous_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = max(self.page - 1, 1)
         async for step in self._refresh():
             yield step
 

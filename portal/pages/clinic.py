@@ -17,6 +17,7 @@ from models.errors import HurenError
 from portal import i18n, routes
 from portal.auth import SessionState
 from portal.layout import clock_badge, page_shell, pager, tr, tr_key, when_allowed
+from portal.paging import PagedTable
 
 VIEWS: tuple[str, ...] = tuple(view.value for view in ClinicView)
 
@@ -92,12 +93,10 @@ def critical_rows(results: tuple[ClinicCritical, ...], zone_key: str) -> list[di
     ]
 
 
-class ClinicState(SessionState):
+class ClinicState(PagedTable, SessionState):
     allowed: bool = False
     rows: list[dict[str, Any]] = []
     total: int = 0
-    page: int = 1
-    pages: int = 1
     view: str = ClinicView.all.value
     search: str = ""
     retakes: list[dict[str, str]] = []
@@ -161,18 +160,6 @@ class ClinicState(SessionState):
     async def run_search(self, form: dict[str, Any]) -> AsyncIterator[EventSpec | None]:
         self.search = str(form.get("search", ""))[:64]
         self.page = 1
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def next_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = min(self.page + 1, self.pages)
-        async for step in self._refresh():
-            yield step
-
-    @rx.event
-    async def previous_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = max(self.page - 1, 1)
         async for step in self._refresh():
             yield step
 

@@ -22,6 +22,7 @@ from models.errors import HurenError
 from portal import i18n, routes
 from portal.auth import SessionState
 from portal.layout import clock_badge, page_shell, pager, tr, tr_key, when_allowed
+from portal.paging import SortedTable
 
 logger = logging.getLogger(__name__)
 REFRESH_SECONDS = 30
@@ -61,12 +62,10 @@ def worklist_rows(page: WorklistPage, zone_key: str) -> list[dict[str, Any]]:
     ]
 
 
-class WorklistState(SessionState):
+class WorklistState(SortedTable, SessionState):
     allowed: bool = False
     rows: list[dict[str, Any]] = []
     total: int = 0
-    page: int = 1
-    pages: int = 1
     counts: dict[str, int] = {}
     clinics: list[dict[str, str]] = []
     modalities: list[str] = []
@@ -152,7 +151,10 @@ class WorklistState(SessionState):
                 if self.visit == visit:
                     self._apply(result, services.settings.timezone)
 
-    async def _change(self) -> AsyncIterator[EventSpec | None]:
+    def _sorts(self) -> tuple[tuple[str, ...], str]:
+        return SORTS, WorklistSort.priority.value
+
+    async def _refresh(self) -> AsyncIterator[EventSpec | None]:
         refusal = self.guard(Action.read_worklist)
         if refusal is not None:
             yield refusal
@@ -163,44 +165,21 @@ class WorklistState(SessionState):
     async def set_view(self, view: str) -> AsyncIterator[EventSpec | None]:
         self.view = view if view in VIEWS else WorklistView.open.value
         self.page = 1
-        async for step in self._change():
+        async for step in self._refresh():
             yield step
 
     @rx.event
     async def set_clinic(self, clinic_id: str) -> AsyncIterator[EventSpec | None]:
         self.clinic_id = "" if clinic_id == "all" else clinic_id
         self.page = 1
-        async for step in self._change():
+        async for step in self._refresh():
             yield step
 
     @rx.event
     async def set_modality(self, modality: str) -> AsyncIterator[EventSpec | None]:
         self.modality = "" if modality == "all" else modality
         self.page = 1
-        async for step in self._change():
-            yield step
-
-    @rx.event
-    async def set_sort(self, sort: str) -> AsyncIterator[EventSpec | None]:
-        if sort == self.sort:
-            self.descending = not self.descending
-        else:
-            self.sort = sort if sort in SORTS else WorklistSort.priority.value
-            self.descending = False
-        self.page = 1
-        async for step in self._change():
-            yield step
-
-    @rx.event
-    async def next_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = min(self.page + 1, self.pages)
-        async for step in self._change():
-            yield step
-
-    @rx.event
-    async def previous_page(self) -> AsyncIterator[EventSpec | None]:
-        self.page = max(self.page - 1, 1)
-        async for step in self._change():
+        async for step in self._refresh():
             yield step
 
     @rx.event

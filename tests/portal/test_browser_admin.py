@@ -190,3 +190,27 @@ def test_a_radiologist_cannot_open_the_admin_pages(page: Page, portal: Portal) -
         page.goto(route)
         expect(page).to_have_url(home_url(portal))
         expect(page.get_by_test_id("users-table")).to_have_count(0)
+
+
+def test_the_catalogue_pages_and_sorts_on_the_server(page: Page, database: Database) -> None:
+    from playwright.sync_api import expect
+
+    with database.session() as session:
+        codes = sorted(exam.code for exam in session.exec(select(ExamType)).all())
+    pages = -(-len(codes) // 20)
+    assert pages >= 2, "the demo catalogue should fill more than one page"
+    _signed_in_admin(page)
+    page.goto("/admin/catalogue")
+    rows = page.get_by_test_id("exam-row")
+    expect(page.get_by_test_id("page-of")).to_have_text(f"1 / {pages}")
+    expect(rows.first).to_have_attribute("data-code", codes[0])
+    page.get_by_test_id("page-next").click()
+    expect(page.get_by_test_id("page-of")).to_have_text(f"2 / {pages}")
+    expect(rows.first).to_have_attribute("data-code", codes[20])
+    page.get_by_test_id("page-prev").click()
+    expect(rows.first).to_have_attribute("data-code", codes[0])
+    page.get_by_test_id("sort-code").click()  # the current column again: the order turns round
+    expect(rows.first).to_have_attribute("data-code", codes[-1])
+    expect(page.get_by_test_id("page-of")).to_have_text(f"1 / {pages}")
+    page.get_by_test_id("sort-code").click()
+    expect(rows.first).to_have_attribute("data-code", codes[0])
