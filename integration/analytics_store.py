@@ -48,7 +48,7 @@ from integration.metrics_frames import (
 from integration.metrics_quality import STUDY_FACTS, report_facts, with_study_facts
 from models import metadata
 
-SNAPSHOT_FORMAT = 4
+SNAPSHOT_FORMAT = 5
 VERSION_TABLES = (
     "study",
     "report",

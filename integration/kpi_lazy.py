@@ -2,14 +2,17 @@
 
 :func:`integration.kpi.figures` works on eager frames, as the dashboard pages
 do; over ten million exams that holds every column of every population in
-memory. Here the same figures are planned lazily: each reads only the columns
-it needs, filters before it materialises anything, needs no local time keys
-(no breakdown), and all are collected together so polars shares the scans.
+memory. Here the same figures are planned lazily and streamed: the studies are
+read once, every study figure is a sum of booleans in one pass over them, and
+only the arrival -> final minutes (for the median) are materialised.
 
-The rules are the metrics engine's own row-level functions (SLA status,
-emergency and critical deadlines, correction flags, writing checks from the
-per-report facts), applied to LazyFrames; the tests hold these figures equal
-to :func:`integration.kpi.figures` on the same data.
+The rules are the metrics engine's own row-level functions: the ones that do
+not depend on ``now`` (on the clock, emergency, signed, corrected, writing
+compliant, retake, CT/MR) were applied when the snapshot was written
+(:data:`~integration.metrics_quality.STUDY_FLAGS`); the SLA, emergency and
+critical deadlines are judged here with the engine's met/missed conditions.
+The tests hold these figures equal to :func:`integration.kpi.figures` on the
+same data.
 """
 
 from __future__ import annotations
@@ -22,24 +25,20 @@ import polars as pl
 
 from integration.analytics_store import FACTS, FRAME_NAMES, Snapshot
 from integration.kpi import Figure, assemble
-from integration.metrics_common import Share, aware_utc, filter_expression, flag, minutes
+from integration.metrics_common import Share, aware_utc, filter_expression, minutes
 from integration.metrics_frames import Filters, Frames
 from integration.metrics_quality import (
-    POSITIVE_RATE_MODALITIES,
-    STUDY_FACTS,
+    STUDY_FLAGS,
     QcIndicators,
-    critical_status,
-    is_signed_report,
+    critical_outcome,
     report_facts,
-    with_correction_flags,
     with_study_facts,
-    with_writing_from_facts,
 )
 from integration.metrics_settlement import TariffPeriod, tariffs_from_settings
 from integration.metrics_turnaround import (
-    emergency_status,
-    is_emergency,
-    on_the_clock,
+    emergency_outcome,
+    sla_met,
+    sla_missed,
     with_sla_status,
 )
 from integration.settings import Settings
@@ -48,10 +47,8 @@ from models.enums import ImageGrade, RecognitionOutcome
 LazyTables = Mapping[str, pl.LazyFrame]  # the frames' names, plus "report_facts"
 
 STUDY_COLUMNS = (
-    "study_id", "reading_centre_id", "clinic_id", "modality", "exam_type_id", "priority",
-    "quality_rejected", "started_at", "received_at", "completed_at", "body_part_count",
-    "report_id", "report_status", "auditor_id", "preliminary_at", "finalised_at", "amended_at",
-    "corrected", "positive",
+    "reading_centre_id", "clinic_id", "modality", "exam_type_id", "priority", "started_at",
+    "received_at", "completed_at", "body_part_count", "preliminary_at", "finalised_at", "positive",
 )  # fmt: skip
 
 
@@ -120,47 +117,47 @@ def lazy_figures(
     def within(column: pl.Expr) -> pl.Expr:
         return ((column >= start) & (column < end)).fill_null(False)
 
-    studies = tables["studies"].select(*STUDY_COLUMNS, *STUDY_FACTS)
-    exams = studies.filter(within(pl.coalesce("started_at", "received_at")) & scope).select(
-        pl.len().cast(pl.Int64).alias("exams")
-    )
-    arrived = studies.filter(within(pl.col("completed_at")) & scope)
-    population = arrived.filter(on_the_clock())
-    turnaround = population.select(
-        minutes("completed_at", "finalised_at").drop_nulls().median().alias("median")
-    )
-    sla = with_sla_status(population, now=now).select(
-        _count(pl.col("sla_status") == "met", "met"),
-        _count(pl.col("sla_status") == "missed", "missed"),
-    )
-    emergency = (
-        population.filter(is_emergency())
-        .with_columns(emergency_status(now).alias("status"))
-        .select(
-            _count(pl.col("status") == "met", "met"),
-            _count(pl.col("status") == "missed", "missed"),
-        )
-    )
+    studies = tables["studies"].select(*STUDY_COLUMNS, *STUDY_FLAGS)
+    arrival = within(pl.col("completed_at")) & scope
+    on_the_clock = arrival & pl.col("on_clock")
     rate = _tariff(
         tariffs if tariffs is not None else tariffs_from_settings(settings), settings.timezone
     )
-    reports = with_writing_from_facts(
-        with_correction_flags(
-            studies.filter(within(pl.col("finalised_at")) & scope & is_signed_report()), None
-        )
-    ).with_columns(rate.alias("rate_fen"))
-    ct_mr = pl.col("modality").is_in(list(POSITIVE_RATE_MODALITIES))
-    signed = reports.select(
-        pl.len().cast(pl.Int64).alias("finalised"),
-        _count(pl.col("is_corrected"), "corrected"),
-        _count(pl.col("compliant"), "compliant"),
-        _count(ct_mr & pl.col("positive"), "positive"),
-        _count(ct_mr & pl.col("positive").is_not_null(), "recorded"),
-        _count(pl.col("rate_fen").is_null(), "uncovered"),
-        (pl.col("body_part_count").fill_null(1) * pl.col("rate_fen"))
+    # The populations as columns, worked out once: polars does not share common
+    # subexpressions between the aggregations of one select.
+    judged = with_sla_status(studies, now=now).with_columns(
+        arrival.alias("_arrived"),
+        on_the_clock.alias("_clocked"),
+        (within(pl.col("finalised_at")) & scope & pl.col("signed_report")).alias("_signed"),
+    )
+    arrived, clocked, signed = pl.col("_arrived"), pl.col("_clocked"), pl.col("_signed")
+    emergency = clocked & pl.col("emergency_priority")
+    emergency_met, emergency_missed = emergency_outcome(now)
+    ct_mr_signed = signed & pl.col("ct_mr")
+    # Every figure over the studies in one pass, each column read once, and booleans summed
+    # where the eager engine compares status texts: at 10M exams those were most of the time.
+    per_study = judged.select(
+        _count(within(pl.coalesce("started_at", "received_at")) & scope, "exams"),
+        _count(clocked & sla_met(), "sla_met"),
+        _count(clocked & sla_missed(), "sla_missed"),
+        _count(emergency & emergency_met, "emergency_met"),
+        _count(emergency & emergency_missed, "emergency_missed"),
+        _count(signed, "finalised"),
+        _count(signed & pl.col("report_corrected"), "corrected"),
+        _count(signed & pl.col("writing_compliant"), "compliant"),
+        _count(ct_mr_signed & pl.col("positive"), "positive"),
+        _count(ct_mr_signed & pl.col("positive").is_not_null(), "recorded"),
+        _count(signed & rate.is_null(), "uncovered"),
+        (pl.col("body_part_count").fill_null(1) * rate)
+        .filter(signed)
         .sum()
         .cast(pl.Int64)
         .alias("amount_fen"),
+        _count(arrived, "arrived"),
+        _count(arrived & pl.col("retake"), "retakes"),
+    )
+    turnaround = studies.filter(on_the_clock).select(
+        minutes("completed_at", "finalised_at").drop_nulls().alias("minutes")
     )
     graded = (
         tables["qc_events"]
@@ -172,17 +169,13 @@ def lazy_figures(
             _count(pl.col("grade") == ImageGrade.A.value, "grade_a"),
         )
     )
-    retakes = arrived.select(
-        pl.len().cast(pl.Int64).alias("studies"),
-        _count(flag("quality_rejected") | flag("retake_event"), "retakes"),
-    )
+    critical_met, critical_missed = critical_outcome(now)
     critical = (
         tables["critical_results"]
         .filter(within(pl.col("flagged_at")) & scope)
-        .with_columns(critical_status(now).alias("status"))
         .select(
-            _count(pl.col("status") == "met", "met"),
-            _count(pl.col("status") == "missed", "missed"),
+            _count(critical_met, "critical_met"),
+            _count(critical_missed, "critical_missed"),
         )
     )
     accepted = pl.col("outcome") == RecognitionOutcome.accepted.value
@@ -204,30 +197,34 @@ def lazy_figures(
         )
     )
     results = pl.collect_all(
-        [exams, turnaround, sla, emergency, signed, graded, retakes, critical, decided, asked],
+        [per_study, graded, critical, decided, asked, turnaround],
         engine="streaming",  # in batches: less memory, and faster than in-memory here
     )
-    (e, t, s, em, r, g, rt, c, d, a) = (frame.row(0, named=True) for frame in results)
+    (r, g, c, d, a) = (frame.row(0, named=True) for frame in results[:-1])
+    # The median of one contiguous column is a selection; over the scan's many chunks polars
+    # sorts them all, which took most of the time at 10M exams.
+    final_median = results[-1].rechunk().select(pl.col("minutes").median()).item()
     if r["uncovered"]:
         raise ValueError("no tariff period holds on the day of some final reports")
 
-    def decided_share(row: Mapping[str, int]) -> Share:
-        return Share.of(int(row["met"]), int(row["met"]) + int(row["missed"]))
+    def decided_share(row: Mapping[str, int], name: str) -> Share:
+        met, missed = int(row[f"{name}_met"]), int(row[f"{name}_missed"])
+        return Share.of(met, met + missed)
 
     qc = QcIndicators(
-        emergency_report_within_2h=decided_share(em),
-        critical_notified_within_10min=decided_share(c),
+        emergency_report_within_2h=decided_share(r, "emergency"),
+        critical_notified_within_10min=decided_share(c, "critical"),
         report_writing_compliance=Share.of(r["compliant"], r["finalised"]),
         image_artefact_rate=Share.of(g["artefacts"], g["graded"]),
         a_grade_rate=Share.of(g["grade_a"], g["graded"]),
-        sla_compliance=decided_share(s),
+        sla_compliance=decided_share(r, "sla"),
         correction_rate=Share.of(r["corrected"], r["finalised"]),
-        retake_rate=Share.of(rt["retakes"], rt["studies"]),
+        retake_rate=Share.of(r["retakes"], r["arrived"]),
         positive_rate_ct_mr=Share.of(r["positive"], r["recorded"]),
     )
     return assemble(
-        exams=int(e["exams"]),
-        final_median=t["median"],
+        exams=int(r["exams"]),
+        final_median=final_median,
         qc=qc,
         recognised=Share.of(d["accepted"], d["decisions"]),
         savings_fen=int(d["saved_fen"] or 0),

@@ -226,6 +226,21 @@ def deadline_summary(data: pl.DataFrame, keys: Sequence[str], status: str) -> pl
     )
 
 
+def deadline_status(met: pl.Expr, missed: pl.Expr) -> pl.Expr:
+    """met / missed / pending from two exclusive, never-null conditions.
+
+    The rules give the conditions rather than the text, so a province-scale
+    count sums booleans instead of building and comparing ten million strings.
+    """
+    return (
+        pl.when(met)
+        .then(pl.lit("met"))
+        .when(missed)
+        .then(pl.lit("missed"))
+        .otherwise(pl.lit("pending"))
+    )
+
+
 def share_of(data: pl.DataFrame, numerator: str, denominator: str) -> Share:
     """A one-row aggregate as a Share."""
     row = data.row(0, named=True)

@@ -32,6 +32,7 @@ from integration.metrics_common import (
     aggregate,
     aware_utc,
     count,
+    deadline_status,
     deadline_summary,
     flag,
     group_columns,
@@ -42,7 +43,12 @@ from integration.metrics_common import (
     share_of,
 )
 from integration.metrics_frames import REPORT_FACTS_SCHEMA, Frames
-from integration.metrics_turnaround import emergency_reports, sla_compliance
+from integration.metrics_turnaround import (
+    emergency_reports,
+    is_emergency,
+    on_the_clock,
+    sla_compliance,
+)
 from models.enums import ImageGrade, ReportStatus
 
 CRITICAL_NOTIFY_MINUTES = 10
@@ -203,17 +209,20 @@ def critical_notifications(
     return pl.concat([summary, medians], how="horizontal")
 
 
-def critical_status(now: datetime, *, within_minutes: int = CRITICAL_NOTIFY_MINUTES) -> pl.Expr:
-    """met / missed / pending of a critical result: notified within 10 min of flagging."""
+def critical_outcome(
+    now: datetime, *, within_minutes: int = CRITICAL_NOTIFY_MINUTES
+) -> tuple[pl.Expr, pl.Expr]:
+    """met and missed (never null) of a critical result: notified within 10 min of flagging."""
     due = pl.col("flagged_at") + timedelta(minutes=within_minutes)
     notified = pl.col("notified_at").is_not_null() & (pl.col("notified_at") <= now)
-    return (
-        pl.when(notified & (pl.col("notified_at") <= due))
-        .then(pl.lit("met"))
-        .when(notified | (due < now))
-        .then(pl.lit("missed"))
-        .otherwise(pl.lit("pending"))
-    )
+    met = (notified & (pl.col("notified_at") <= due)).fill_null(False)
+    missed = ~met & (notified | (due < now)).fill_null(False)
+    return met, missed
+
+
+def critical_status(now: datetime, *, within_minutes: int = CRITICAL_NOTIFY_MINUTES) -> pl.Expr:
+    """met / missed / pending of a critical result: notified within 10 min of flagging."""
+    return deadline_status(*critical_outcome(now, within_minutes=within_minutes))
 
 
 def writing_checks(
@@ -285,16 +294,38 @@ def _compliant(checked: Table) -> Table:
     )
 
 
-STUDY_FACTS = (*list(REPORT_FACTS_SCHEMA)[1:], "retake_event")
+STUDY_FLAGS = (
+    "on_clock", "emergency_priority", "signed_report", "report_corrected", "writing_compliant",
+    "retake", "ct_mr",
+)  # fmt: skip
+STUDY_FACTS = (*list(REPORT_FACTS_SCHEMA)[1:], "retake_event", *STUDY_FLAGS)
 
 
 def with_study_facts(studies: Table, qc_events: Table, facts: Table) -> Table:
-    """Each study with its report's facts and ``retake_event`` (any of its QC events asked for
-    a retake): what the province-scale figures read instead of joining at query time."""
+    """Each study with its report's facts, ``retake_event`` (any of its QC events asked for a
+    retake) and :data:`STUDY_FLAGS`: what the province-scale figures read instead of joining
+    and judging at query time.
+
+    The flags are the row-level rules that do not depend on ``now``, worked out once per
+    snapshot: on the clock, emergency, a signed report, corrected, writing compliant, a retake,
+    CT or MR.
+    """
     retakes = qc_events.group_by("study_id").agg(
         pl.col("retake_requested").fill_null(False).any().alias("retake_event")
     )
-    return studies.join(facts, on="report_id", how="left").join(retakes, on="study_id", how="left")
+    joined = studies.join(facts, on="report_id", how="left").join(
+        retakes, on="study_id", how="left"
+    )
+    flags = with_writing_from_facts(with_correction_flags(joined, None)).select(
+        on_the_clock().alias("on_clock"),
+        is_emergency().alias("emergency_priority"),
+        is_signed_report().alias("signed_report"),
+        pl.col("is_corrected").alias("report_corrected"),
+        pl.col("compliant").alias("writing_compliant"),
+        (flag("quality_rejected") | flag("retake_event")).alias("retake"),
+        pl.col("modality").is_in(list(POSITIVE_RATE_MODALITIES)).alias("ct_mr"),
+    )
+    return pl.concat([joined, flags], how="horizontal")
 
 
 def report_facts(studies: pl.DataFrame, revisions: pl.DataFrame) -> pl.DataFrame:

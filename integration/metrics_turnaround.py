@@ -29,6 +29,7 @@ from integration.metrics_common import (
     Table,
     aggregate,
     aware_utc,
+    deadline_status,
     deadline_summary,
     group_columns,
     minutes,
@@ -136,17 +137,21 @@ def is_emergency() -> pl.Expr:
     return pl.col("priority").fill_null("") == Priority.emergency.value
 
 
-def emergency_status(now: datetime, *, within_minutes: int = EMERGENCY_REPORT_MINUTES) -> pl.Expr:
-    """met / missed / pending of the emergency report indicator (final within 2 h of arrival)."""
+def emergency_outcome(
+    now: datetime, *, within_minutes: int = EMERGENCY_REPORT_MINUTES
+) -> tuple[pl.Expr, pl.Expr]:
+    """met and missed (never null) of the emergency report indicator: final within 2 h of
+    arrival; neither is pending."""
     due = pl.col("completed_at") + timedelta(minutes=within_minutes)
     final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
-    return (
-        pl.when(final_done & (pl.col("finalised_at") <= due))
-        .then(pl.lit("met"))
-        .when(final_done | (due < now))
-        .then(pl.lit("missed"))
-        .otherwise(pl.lit("pending"))
-    )
+    met = (final_done & (pl.col("finalised_at") <= due)).fill_null(False)
+    missed = ~met & (final_done | (due < now)).fill_null(False)
+    return met, missed
+
+
+def emergency_status(now: datetime, *, within_minutes: int = EMERGENCY_REPORT_MINUTES) -> pl.Expr:
+    """met / missed / pending of the emergency report indicator (final within 2 h of arrival)."""
+    return deadline_status(*emergency_outcome(now, within_minutes=within_minutes))
 
 
 def with_sla_status(population: Table, *, now: datetime) -> Table:
@@ -180,22 +185,6 @@ def with_sla_status(population: Table, *, now: datetime) -> Table:
         .then(None)
         .otherwise(False)
     )
-    routine_status = (
-        pl.when(
-            (~pl.col("preliminary_ok")).fill_null(False) | (~pl.col("final_ok")).fill_null(False)
-        )
-        .then(pl.lit("missed"))
-        .when(pl.col("preliminary_ok") & pl.col("final_ok"))
-        .then(pl.lit("met"))
-        .otherwise(pl.lit("pending"))
-    )
-    emergency_sla = (
-        pl.when(pl.col("final_ok").is_null())
-        .then(pl.lit("pending"))
-        .when(pl.col("final_ok"))
-        .then(pl.lit("met"))
-        .otherwise(pl.lit("missed"))
-    )
     return (
         population.with_columns(
             emergency.alias("emergency"),
@@ -205,12 +194,32 @@ def with_sla_status(population: Table, *, now: datetime) -> Table:
             final_done.alias("final_done"),
         )
         .with_columns(prelim_state.alias("preliminary_ok"), final_state.alias("final_ok"))
-        .with_columns(
-            pl.when(pl.col("emergency"))
-            .then(emergency_sla)
-            .otherwise(routine_status)
-            .alias("sla_status")
-        )
+        .with_columns(deadline_status(sla_met(), sla_missed()).alias("sla_status"))
+    )
+
+
+def sla_met() -> pl.Expr:
+    """The SLA met (never null), from the columns :func:`with_sla_status` adds.
+
+    Emergency: the final in time. Routine: the preliminary and the final in time.
+    """
+    final_ok, preliminary_ok = pl.col("final_ok"), pl.col("preliminary_ok")
+    return (
+        pl.when(pl.col("emergency"))
+        .then(final_ok)
+        .otherwise(preliminary_ok & final_ok)
+        .fill_null(False)
+    )
+
+
+def sla_missed() -> pl.Expr:
+    """The SLA missed (never null): a step late, or its limit passed without it."""
+    final_ok, preliminary_ok = pl.col("final_ok"), pl.col("preliminary_ok")
+    return (
+        pl.when(pl.col("emergency"))
+        .then(~final_ok)
+        .otherwise(~preliminary_ok | ~final_ok)
+        .fill_null(False)
     )
 
 
