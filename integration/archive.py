@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from dicom.errors import InvalidInstance, StorageFull
 from dicom.instance import InstanceFacts
@@ -92,6 +93,11 @@ def _insert_once(connection: Connection, table: Table, key: str, values: dict[st
     return int(
         connection.execute(select(table.c.id).where(table.c[key] == values[key])).scalar_one()
     )
+
+
+def _lost(exc: BaseException) -> bool:
+    """True when ``exc`` says the connection itself is gone (not a lock, not bad data)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @dataclass
@@ -232,6 +238,7 @@ class Archive:
 
     def _commit(self, batch: list[_Job]) -> None:
         """Publish and index a batch in one transaction; counts bumped once per study/series."""
+        kept = self._connection is not None
         try:
             if self._connection is None:
                 self._connection = self._database.engine.connect()
@@ -275,6 +282,13 @@ class Archive:
             self._drop_connection()  # it may be the connection that failed
             self._study_ids.clear()  # ids inserted by the rolled-back transaction are gone
             self._series_ids.clear()
+            if kept and _lost(exc) and not any(job.stored for job in batch):
+                # The kept connection died while idle (the server restarted, the link
+                # dropped): nothing of this batch was published or written, so it runs
+                # again on a new connection instead of refusing senders a healthy database.
+                log.warning("index connection lost (%s); reconnecting", unavailable(exc))
+                self._commit(batch)
+                return
             if len(batch) > 1:
                 for job in batch:  # files already published keep their names and versions
                     self._commit([job])

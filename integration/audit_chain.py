@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 
+from integration.database import log_failed_round
 from models import metadata
 
 log = logging.getLogger("huren.audit")
@@ -274,8 +275,8 @@ class Sealer:
                     log.debug(
                         "sealed %d audit rows, %d revisions", sealed.audit_rows, sealed.revisions
                     )
-            except Exception:  # the next round seals them; verify shows what waits
-                log.exception("audit sealing failed")
+            except Exception as exc:  # the next round seals them; verify shows what waits
+                log_failed_round(log, "audit sealing failed", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)
         with contextlib.suppress(Exception):  # a last round, so a clean stop leaves all sealed

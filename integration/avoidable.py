@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, insert, select
 
-from integration.database import Database
+from integration.database import Database, log_failed_round
 from integration.priors import Person, catalogue, find_person, local_priors
 from integration.recognition import Prior, Rules, judge
 from models import metadata
@@ -224,5 +224,5 @@ class NightlyCheck:
                 return
             try:
                 await asyncio.to_thread(self.run_once)
-            except Exception:  # tomorrow is another night; the error is logged
-                log.exception("nightly recognition check failed")
+            except Exception as exc:  # tomorrow is another night; the error is logged
+                log_failed_round(log, "nightly recognition check failed", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     error = DatabaseUnavailable(f"database unavailable: {reason}")
     error.__cause__ = exc
     return error
+
+
+def log_failed_round(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a background round that failed: one line while the database is unavailable
+    (that passes, and a traceback per round from every loop would bury the log), else
+    the traceback."""
+    transient = unavailable(exc)
+    if transient is not None:
+        logger.warning("%s: %s", what, transient)
+    else:
+        logger.error("%s", what, exc_info=exc)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,18 @@ restart.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from integration.database import unavailable
 from models import ExamCodeAlias, ExamType, Facility, FacilityAeTitle
+
+log = logging.getLogger("huren.directory")
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,24 @@ class Directory:
             self._snapshot = self._load()
             return True
 
+    def _reload_for_a_miss(self) -> bool:
+        """Reload (if due) because a lookup missed; False when nothing new was loaded.
+
+        While the database is unavailable the snapshot in hand stands: the lookup
+        misses, and the caller's own write answers the sender with the outage.
+        """
+        try:
+            return self.reload(force=False)
+        except SQLAlchemyError as exc:
+            transient = unavailable(exc)
+            if transient is None:
+                raise
+            log.warning("directory not reloaded: %s", transient)
+            return False
+
     def facility(self, code: str) -> FacilityRef | None:
         found = self._snapshot.facilities.get(code)
-        if found is None and code and self.reload(force=False):
+        if found is None and code and self._reload_for_a_miss():
             found = self._snapshot.facilities.get(code)
         return found
 
@@ -130,7 +150,7 @@ class Directory:
 
     def facility_for_ae_title(self, ae_title: str) -> FacilityRef | None:
         facility_id = self._snapshot.facility_by_aet.get(ae_title)
-        if facility_id is None and self.reload(force=False):
+        if facility_id is None and self._reload_for_a_miss():
             facility_id = self._snapshot.facility_by_aet.get(ae_title)
         return None if facility_id is None else self.facility_by_id(facility_id)
 
@@ -148,6 +168,6 @@ class Directory:
                 or (snapshot.exams_by_loinc.get(code.strip()) if loinc_allowed else None)
                 or snapshot.aliases.get((None, key))
             )
-            if found is not None or not key or attempt or not self.reload(force=False):
+            if found is not None or not key or attempt or not self._reload_for_a_miss():
                 return found
         return None

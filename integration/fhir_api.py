@@ -152,7 +152,9 @@ class FhirApi:
             log.error("FHIR request failed in the database: %s", exc)
             return _outcome(500, "exception", "the hub could not complete the request")
         log.warning("FHIR request refused: %s", transient)
-        response = _outcome(503, "transient", "the hub's database is busy; retry later")
+        response = _outcome(
+            503, "transient", "the hub's database is busy or unreachable; retry later"
+        )
         response.headers["Retry-After"] = "5"
         return response
 

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
 
-from integration.database import Database
+from integration.database import Database, log_failed_round
 
 log = logging.getLogger("huren.group_commit")
 Item = TypeVar("Item")
@@ -86,7 +86,7 @@ class GroupCommit(Generic[Item]):
                     self._write(connection, [item for items, _ in batch for item in items])
                 self.stored += count
             except Exception as exc:  # every waiting request learns of it
-                log.exception("%s: %d items not stored", self._name, count)
+                log_failed_round(log, f"{self._name}: {count} items not stored", exc)
                 error = exc
             _wake([waiter for _, waiter in batch], error)
 

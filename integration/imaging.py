@@ -30,7 +30,7 @@ from dicom.query import (
 from dicom.store import FileStore
 from dicom.worklist import WorklistItem, WorklistQuery, matches, worklist_response
 from integration.archive import SUCCESS, Archive
-from integration.database import Database
+from integration.database import Database, log_failed_round
 from integration.directory import Directory
 from integration.fhir_publish import publish_study
 from integration.reconcile import AlreadyComplete, complete_study
@@ -347,8 +347,8 @@ class Stabiliser:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.run_once)
-            except Exception:  # keep stabilising after a bad round; the error is logged
-                log.exception("stabiliser round failed")
+            except Exception as exc:  # keep stabilising after a bad round; the error is logged
+                log_failed_round(log, "stabiliser round failed", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._settings.stabiliser_poll_seconds)
 

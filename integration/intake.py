@@ -307,16 +307,19 @@ class Intake:
             if len(batch) > 1:
                 log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
                 return [ack for item in batch for ack in self._run_batch([item], careful=True)]
+            transient = unavailable(exc)  # locked or unreachable: it will pass
             log.error(
-                "message %s from %s not stored: %s", batch[0].control_id, batch[0].sender, exc
+                "message %s from %s not stored: %s",
+                batch[0].control_id,
+                batch[0].sender,
+                transient or exc,
             )
-            transient = unavailable(exc) is not None  # locked or unreachable: it will pass
             return [
                 self._ack(
                     batch[0],
                     "AE",
                     "hub storage unavailable; resend later"
-                    if transient
+                    if transient is not None
                     else "hub could not store the message; resend later",
                     location=None,
                     error_code="207",

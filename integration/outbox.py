@@ -29,7 +29,7 @@ from typing import Protocol
 from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
-from integration.database import Database
+from integration.database import Database, log_failed_round
 from integration.settings import Settings
 from models import metadata
 from models.enums import OutboxChannel, OutboxStatus
@@ -238,8 +238,8 @@ class OutboxWorker:
         while not stop.is_set():
             try:
                 delivered = await self.run_once()
-            except Exception:  # the worker must outlive a bad round; the error is logged
-                log.exception("outbox round failed")
+            except Exception as exc:  # the worker must outlive a bad round; the error is logged
+                log_failed_round(log, "outbox round failed", exc)
                 delivered = 0
             if delivered:
                 continue

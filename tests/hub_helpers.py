@@ -1,18 +1,26 @@
-"""Shared by the tests: a facility row in a few words, and `huren serve` as a real process."""
+"""Shared by the tests: a facility row in a few words, `huren serve` as a real process, a clinic
+HIS that records what it is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, func, insert
 from sqlmodel import Session, col, select
 
+from hl7.ack import build_ack
+from hl7.er7 import parse_message
+from hl7.mllp import MllpServer
 from models import Facility, Order, Study, metadata
 from models.enums import OrderStatus, ReadingStatus, StudyStatus
 from tests.conftest import free_port
@@ -170,3 +178,56 @@ def study_for_reading(
     session.flush()
     assert study.id is not None
     return study.id, order.id
+
+
+class ClinicHis:
+    """An MLLP HIS on 127.0.0.1 (its own thread and loop) that ACKs every ORU (AA) and records
+    each MSH-10 in order and the bytes each came with.
+
+    ``port`` fixed keeps it reachable at one address across hub restarts; ``delay`` (seconds
+    per message) lets a kill land in the middle of a stream.
+    """
+
+    def __init__(self, port: int | None = None, *, delay: float = 0.0) -> None:
+        self.port = port or free_port()
+        self.delay = delay
+        self.control_ids: list[str] = []
+        self.payloads: dict[str, set[bytes]] = {}  # control id -> the bytes it came with
+        self._loop = asyncio.new_event_loop()
+        self._server = MllpServer(self._handle, host="127.0.0.1", port=self.port)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _handle(self, payload: bytes, _peer: Any) -> bytes:
+        message = parse_message(payload)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.control_ids.append(message.control_id)
+        self.payloads.setdefault(message.control_id, set()).add(payload)
+        return build_ack(
+            message,
+            code="AA",
+            text="",
+            control_id=f"HIS{len(self.control_ids)}",
+            now=datetime.now(UTC),
+        )
+
+    def __enter__(self) -> ClinicHis:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._server.start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._server.stop(grace=1), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def wait_until(condition: Callable[[], bool], limit: float, what: str) -> None:
+    """Poll ``condition`` every 0.2 s until it holds; fail after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -45,7 +45,13 @@ class _FullWhilePublishing(FileStore):
 
 @pytest.fixture
 def archive(tmp_path: Path) -> tuple[Archive, _FullWhilePublishing, Database]:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+    return _archive(tmp_path)
+
+
+def _archive(
+    tmp_path: Path, database_url: str = ""
+) -> tuple[Archive, _FullWhilePublishing, Database]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)  # type: ignore[arg-type]
     database = Database.from_settings(settings)
     database.upgrade()
     with database.engine.begin() as connection:
@@ -90,20 +96,7 @@ def test_a_series_already_filed_under_another_study_is_refused_not_split(
     """
     keeper, files, database = archive
     files.full = False
-    zone = Settings().zone
-    facility = keeper.caller_facility(AET)
-    assert facility is not None
-    template = dcmread(get_testdata_file("CT_small.dcm"))
-    codes = []
-    for study in ("2.25.1001", "2.25.1002"):
-        dataset = template.copy()
-        dataset.StudyInstanceUID = study
-        dataset.SOPInstanceUID = generate_uid()
-        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-        buffer = BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
-        encoded = buffer.getvalue()
-        codes.append(keeper.store_facts(encoded, read_facts(encoded, zone=zone), facility=facility))
+    codes = [_store_a_copy(keeper, study=study) for study in ("2.25.1001", "2.25.1002")]
     assert codes == [SUCCESS, CANNOT_UNDERSTAND]
     with database.engine.connect() as connection:
         rows = connection.execute(
@@ -115,3 +108,43 @@ def test_a_series_already_filed_under_another_study_is_refused_not_split(
     assert [tuple(row) for row in rows] == [("2.25.1001", 1, 1, 1)]
     assert len([p for p in (files.root / "dicom").rglob("*.dcm")]) == 1
     database.dispose()
+
+
+@pytest.mark.postgres
+def test_an_index_connection_lost_while_idle_does_not_refuse_the_next_instance(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The archive keeps its connection between batches; a server restart ends it unseen.
+    The next instance must not be refused for it: the batch runs again on a new one."""
+    keeper, files, database = _archive(tmp_path, postgres_url)
+    files.full = False
+    try:
+        assert _store_a_copy(keeper) == SUCCESS
+        with database.engine.connect() as connection:  # as a restart of PostgreSQL would
+            ended = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert ended >= 1  # the archive's kept connection among them
+        assert _store_a_copy(keeper) == SUCCESS
+    finally:
+        keeper.stop()
+        database.dispose()
+
+
+def _store_a_copy(keeper: Archive, *, study: str | None = None) -> int:
+    """CT_small under a new SOP Instance UID (and ``study``, if given), from AET; the status."""
+    facility = keeper.caller_facility(AET)
+    assert facility is not None
+    dataset = dcmread(get_testdata_file("CT_small.dcm"))
+    if study is not None:
+        dataset.StudyInstanceUID = study
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    encoded = buffer.getvalue()
+    facts = read_facts(encoded, zone=Settings().zone)
+    return keeper.store_facts(encoded, facts, facility=facility)

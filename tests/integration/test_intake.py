@@ -404,6 +404,22 @@ def test_unknown_sending_facility_is_refused_and_kept(hub: Hub) -> None:
     assert hub.scalar("SELECT count(*) FROM inbound_message") == 1
 
 
+def test_a_lookup_that_misses_while_the_database_is_unreachable_is_a_miss(
+    tmp_path: Path,
+) -> None:
+    """The directory reloads on a miss; an unreachable database leaves the snapshot in hand,
+    so intake still answers (AE from its own write) instead of closing without an ACK."""
+    folder = tmp_path / "mounted"
+    database = Database.from_settings(Settings(data_dir=folder))  # type: ignore[call-arg]
+    database.upgrade()
+    directory = Directory(database.engine, min_reload=0)
+    database.dispose()
+    folder.rename(tmp_path / "gone")  # the next connection finds no database file
+    assert directory.facility("QL-NEW") is None
+    assert directory.facility_for_ae_title("NEWCT") is None
+    assert directory.exam_type("NEW-EXAM") is None
+
+
 def test_oversized_frame_gets_ar_and_the_link_survives(hub: Hub) -> None:
     async def scenario() -> list[bytes]:
         intake = Intake(database=hub.database, directory=hub.directory, settings=hub.settings)

@@ -10,11 +10,9 @@ each report's versions in order. Re-sends are counted and shown.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,16 +23,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text, update
 
-from hl7.ack import build_ack
 from hl7.er7 import parse_message
-from hl7.mllp import MllpServer
 from integration.database import Database
 from integration.demo.seed import DemoOptions, seed_demo_region
 from integration.report_return import queue_report_return
 from integration.settings import Settings
 from models import metadata
 from tests.conftest import free_port
-from tests.hub_helpers import start_hub
+from tests.hub_helpers import ClinicHis, start_hub
 
 pytestmark = pytest.mark.slow
 
@@ -45,39 +41,6 @@ FAST_RETRIES = {
     "outbox_poll_seconds": "0.1",
     "outbox_max_attempts": "1000",
 }
-
-
-class ClinicHis:
-    """An MLLP listener in its own thread that ACKs every ORU (AA) and logs MSH-10 in order."""
-
-    def __init__(self, port: int, *, delay: float) -> None:
-        self.port = port
-        self.delay = delay  # per message, so a kill lands in the middle of the stream
-        self.seen: list[str] = []
-        self.payloads: dict[str, set[bytes]] = {}  # control id -> the bytes it came with
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = MllpServer(self._handle, host="127.0.0.1", port=port)
-
-    async def _handle(self, payload: bytes, _peer: Any) -> bytes:
-        message = parse_message(payload)
-        await asyncio.sleep(self.delay)
-        self.seen.append(message.control_id)
-        self.payloads.setdefault(message.control_id, set()).add(payload)
-        return build_ack(
-            message, code="AA", text="", control_id=f"HIS{len(self.seen)}", now=datetime.now(UTC)
-        )
-
-    def __enter__(self) -> ClinicHis:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._server.start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._server.stop(grace=1), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 def _queue_reports(folder: Path, his_port: int) -> list[str]:
@@ -154,10 +117,10 @@ def test_every_report_version_reaches_the_his_once_in_order_through_a_kill(
     with ClinicHis(his_port, delay=0.01) as his:
         hub = start_hub(tmp_path, http_port=http_port, settings=FAST_RETRIES)
         try:
-            _wait(lambda: len(his.seen) >= len(queued) // 3, limit=60, what="the first ORUs")
+            _wait(lambda: len(his.control_ids) >= len(queued) // 3, limit=60, what="the first ORUs")
             os.kill(hub.pid, signal.SIGKILL)  # mid-stream: an ORU may be ACKed but not recorded
             hub.wait(timeout=10)
-            before_restart = len(his.seen)
+            before_restart = len(his.control_ids)
             left = _outbox(database)
             assert left.get("pending", 0) + left.get("in_flight", 0) > 0, "killed too late"
 
@@ -173,10 +136,11 @@ def test_every_report_version_reaches_the_his_once_in_order_through_a_kill(
                 hub.wait(timeout=30)
 
     assert _outbox(database) == {"delivered": len(queued)}
-    distinct = list(dict.fromkeys(his.seen))  # first sight of each control id, in order
-    resent = len(his.seen) - len(distinct)
+    distinct = list(dict.fromkeys(his.control_ids))  # first sight of each control id, in order
+    resent = len(his.control_ids) - len(distinct)
     print(
-        f"ORU kill -9: {len(queued)} queued, {len(his.seen)} received, {len(distinct)} distinct, "
+        f"ORU kill -9: {len(queued)} queued, {len(his.control_ids)} received, "
+        f"{len(distinct)} distinct, "
         f"{resent} re-sent after the crash (killed after {before_restart})"
     )
     assert distinct == queued  # every version exactly once, in queue order
@@ -184,10 +148,10 @@ def test_every_report_version_reaches_the_his_once_in_order_through_a_kill(
         assert report_versions == sorted(report_versions)
     # Re-sends are the crash window only: messages the HIS took before the kill, whose
     # delivery the hub had not recorded yet; each at most once more, with the same bytes.
-    times = Counter(his.seen)
+    times = Counter(his.control_ids)
     repeated = [control_id for control_id, n in times.items() if n > 1]
     assert max(times.values()) <= 2
-    assert set(repeated) <= set(his.seen[:before_restart])
+    assert set(repeated) <= set(his.control_ids[:before_restart])
     assert all(len(his.payloads[control_id]) == 1 for control_id in repeated)
 
 

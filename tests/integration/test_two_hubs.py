@@ -8,13 +8,12 @@ two clinic HIS listeners that record every MSH-10 they see.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,6 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select, update
 
-from hl7.ack import build_ack
-from hl7.er7 import parse_message
-from hl7.mllp import MllpServer
 from integration.archive import _insert_once
 from integration.database import Database
 from integration.demo.seed import DemoOptions
@@ -40,40 +36,13 @@ from models.enums import OutboxChannel, OutboxStatus, Priority, StudyStatus
 from models.identity import Sex, make_resident_id
 from tests.conftest import free_port
 from tests.databases import DemoSnapshots
-from tests.hub_helpers import add_township, start_hub
+from tests.hub_helpers import ClinicHis, add_township, start_hub, wait_until
 
 T = metadata.tables
 STORESCU = "/usr/bin/storescu"
 ORDERS = 16
 REPORTS_PER_WAVE = 12
 WAVES = 3
-
-
-class ClinicHis:
-    """An HIS on 127.0.0.1 (its own thread and loop) that ACKs every ORU and records MSH-10."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.control_ids: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._server = MllpServer(self._handle, host="127.0.0.1", port=self.port)
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    async def _handle(self, payload: bytes, _peer: Any) -> bytes:
-        message = parse_message(payload)
-        self.control_ids.append(message.control_id)
-        return build_ack(message, code="AA", text="", control_id="HIS", now=datetime.now(UTC))  # type: ignore[arg-type]
-
-    def __enter__(self) -> ClinicHis:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._server.start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._server.stop(grace=1), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 def _orm(n: int, facility: str) -> bytes:
@@ -126,15 +95,6 @@ def _instances(folder: Path) -> tuple[list[Path], list[Path], set[str]]:
             halves[half].append(path)
             uids.add(uid)
     return halves[0], halves[1], uids
-
-
-def _wait(condition: Callable[[], bool], limit: float, what: str) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -239,7 +199,7 @@ def test_two_hubs_share_the_load_and_nothing_is_done_twice(
                     ).scalar_one()  # fmt: skip
                 return int(done) == ORDERS
 
-            _wait(reconciled, 60, "every study complete and matched to its order")
+            wait_until(reconciled, 60, "every study complete and matched to its order")
 
             for wave in range(WAVES):
                 with database.engine.begin() as connection:
@@ -261,7 +221,7 @@ def test_two_hubs_share_the_load_and_nothing_is_done_twice(
                     ).scalar_one()
                 return int(waiting) == 0
 
-            _wait(delivered, 60, "every ORU delivered")
+            wait_until(delivered, 60, "every ORU delivered")
         finally:
             for hub in hubs:
                 hub.send_signal(signal.SIGTERM)
