@@ -45,7 +45,7 @@ item as soon as the last one is answered):
 
 Phases: the seeded backlog is pushed first, with nothing else running (the
 push's bound: resources/s delivered alone); then HL7, DICOM and CDS each run
-alone for a slice (10% of the soak, 10 to 60 s); then all at once for the
+alone for a slice (10% of the soak, 8 to 60 s); then all at once for the
 soak's duration. Ours is the mixed phase; the bound is the same stream alone
 on the same hubs in the same run; the ratio is ours / bound (below 1 is
 slower for rates, above 1 slower for latencies). Every 2 s the hubs' RSS
@@ -90,7 +90,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -126,7 +126,7 @@ DX_EXAM, CT_EXAM = "DX-CHEST-PA", "CT-CHEST-PLAIN"
 CDS_PATH = "/cds-services/huren-prior-exams-sign"
 PROVINCE_CLIENT = "county-ql"
 SAMPLE_SECONDS = 2.0
-START_DELAY = 3.0  # seconds for the workers to start before the load begins
+START_DELAY = 2.0  # seconds for the workers to start before the load begins
 ZONE = ZoneInfo("Asia/Shanghai")
 COUNTY_SETTINGS = {"study_quiet_seconds": "5", "stabiliser_poll_seconds": "1"}
 TYPES = ("Patient", "Organization", "ServiceRequest", "Endpoint", "ImagingStudy")
@@ -159,6 +159,17 @@ def write_result(spec: dict[str, Any], records: list[Any], errors: Sequence[str]
     cpu = time.process_time() + children.ru_utime + children.ru_stime
     result = {"records": records, "cpu": cpu, "errors": list(errors)[:20]}
     Path(spec["out"]).write_text(json.dumps(result))
+
+
+async def opened(connecting: Coroutine[Any, Any, None], errors: list[str], who: str) -> bool:
+    """Whether a client's connection opened; if not, noted, after a pause to retry."""
+    try:
+        await connecting
+    except OSError as exc:
+        errors.append(f"{who}: connect: {exc!r}")
+        await asyncio.sleep(0.5)
+        return False
+    return True
 
 
 def mllp_stream(spec: dict[str, Any]) -> None:
@@ -197,12 +208,8 @@ def mllp_stream(spec: dict[str, Any]) -> None:
         while time.time() < end and n < 2_000_000:
             if client is None:
                 client = MllpClient("127.0.0.1", spec["port"], timeout=30)
-                try:
-                    await client.connect()
-                except OSError as exc:
-                    errors.append(f"{facility}: connect: {exc!r}")
+                if not await opened(client.connect(), errors, facility):
                     client = None
-                    await asyncio.sleep(0.5)
                     continue
             payload, fields = order(c, n, facility, ct)
             n += 1
@@ -391,12 +398,8 @@ def cds_stream(spec: dict[str, Any]) -> None:
         while time.time() < end:
             if connection is None:
                 connection = clients.LeanCaller(spec["url"], CDS_PATH)
-                try:
-                    await connection.open()
-                except OSError as exc:
-                    errors.append(f"connect: {exc!r}")
+                if not await opened(connection.open(), errors, "CDS caller"):
                     connection = None
-                    await asyncio.sleep(0.5)
                     continue
             resident_id, code = asks[rng.randrange(len(asks))]
             user, facility = clinicians[rng.randrange(len(clinicians))]
@@ -912,7 +915,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         mixed = float(args.seconds)
     else:
         mixed = args.minutes * 60.0
-    slice_ = min(60.0, max(10.0, mixed / 10))
+    slice_ = min(60.0, max(8.0, mixed / 10))
     return Plan(mixed, slice_, int(min(365, slice_ * 6)))
 
 
