@@ -70,7 +70,8 @@ goals missed print ``missed`` and do not change the exit status.
 
 Options: ``--minutes N`` (default 10) or ``--seconds N``: the mixed phase;
 ``--small``: 1 minute (``make bench``); ``--data-dir DIR``: keep both hubs'
-data there (an empty or new folder) instead of a temporary one.
+data there (an empty or new folder) instead of a temporary one; ``--seed N``:
+the CDS callers' choice of patients.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 # Run as ``python bench/soak.py``, this file's folder comes first on sys.path and its
@@ -178,7 +179,6 @@ def mllp_stream(spec: dict[str, Any]) -> None:
     errors: list[str] = []
     end = spec["start_at"] + spec["seconds"]
     exams = {kind: tuple(exam) for kind, exam in spec["exams"].items()}
-    ct_file = Path(spec["ct_orders"]).open("a", encoding="utf-8")  # noqa: SIM115
 
     def order(c: int, n: int, facility: str, ct: bool) -> tuple[bytes, dict[str, Any]]:
         tag = f"{spec['tag']}{c}{n:07d}"
@@ -202,7 +202,7 @@ def mllp_stream(spec: dict[str, Any]) -> None:
         )
         return payload, {**fields, "exam": exam[0], "born": born.isoformat(), "sex": sex.value}
 
-    async def connection(c: int, facility: str, ct: bool) -> None:
+    async def connection(c: int, facility: str, ct: bool, ct_file: TextIO) -> None:
         n = 0
         client: MllpClient | None = None
         while time.time() < end and n < 2_000_000:
@@ -233,16 +233,17 @@ def mllp_stream(spec: dict[str, Any]) -> None:
         if client is not None:
             await client.close()
 
-    async def run() -> None:
+    async def run(ct_file: TextIO) -> None:
         await asyncio.gather(
-            *(connection(c, s["facility"], s["ct"]) for c, s in enumerate(spec["senders"]))
+            *(
+                connection(c, sender["facility"], sender["ct"], ct_file)
+                for c, sender in enumerate(spec["senders"])
+            )
         )
 
     wait_until(spec["start_at"])
-    try:
-        asyncio.run(run())
-    finally:
-        ct_file.close()
+    with Path(spec["ct_orders"]).open("a", encoding="utf-8") as ct_file:
+        asyncio.run(run(ct_file))
     write_result(spec, records, errors)
 
 
@@ -799,17 +800,20 @@ def check_push(county: Path, province: Path, studies: set[str]) -> tuple[Check, 
         }
     with sqlite3.connect(county / "huren.db") as con:
         complete = {
-            uid
-            for (uid,) in con.execute(
-                "SELECT study_instance_uid FROM study WHERE status = 'complete'"
+            uid: attached
+            for uid, attached in con.execute(
+                "SELECT study_instance_uid, order_id IS NOT NULL FROM study"
+                " WHERE status = 'complete'"
             )
         }
-    not_complete = len(studies - complete)
+    not_complete = len(studies - set(complete))
+    attached = sum(1 for uid in studies if complete.get(uid))
     not_pushed = len(studies - at_province)
     undelivered = sum(n for status, n in states.items() if status != "delivered")
     lost += not_pushed + undelivered
     note = (
-        f"{resources} resources; soak studies: {len(studies)}, {not_complete} not complete, "
+        f"{resources} resources; soak studies: {len(studies)}, {attached} attached to their "
+        f"order, {not_complete} not complete, "
         f"{not_pushed} without their ImagingStudy at the province; outbox rows {dict(states)}"
     )
     return Check("pushed Bundles", states["delivered"], lost, duplicated, note), "; ".join(details)
@@ -1035,6 +1039,7 @@ def soak(base: Path, plan: Plan, seed: int, began: float) -> int:
 
         # Each stream alone, then all together.
         used: list[str] = []
+        say("load average before the slices: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         for number, stream in enumerate(("mllp", "dicom", "cds")):
             spec = {**streams[stream], "tag": "a", "phase": 0, "seed": seed + number, "used": used}
             phase = run_streams(f"{stream} alone", {stream: spec}, plan.slice, work, monitor)
@@ -1058,6 +1063,10 @@ def soak(base: Path, plan: Plan, seed: int, began: float) -> int:
             }
             say(f"mixed: HL7, DICOM and CDS together for {plan.mixed:.0f} s")
             phases.append(run_streams("mixed", mixed_specs, plan.mixed, work, monitor))
+            say(
+                "  the machine's load average at the end (1, 5, 15 min; others share it): "
+                + " ".join(f"{x:.1f}" for x in os.getloadavg())
+            )
         drained = wait_drained(county_db, monitor, 180.0)
         say(f"after the load: studies completed and outbox drained in {drained:.0f} s")
         samples = list(monitor.samples)
