@@ -23,7 +23,10 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+# Run as ``python bench/mllp.py``, this file's folder comes first on sys.path and its
+# neighbours (fhir.py, dicom.py) would shadow the packages the shared clients import.
 _HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 _spec = importlib.util.spec_from_file_location("bench_harness", _HERE / "_harness.py")
 assert _spec is not None and _spec.loader is not None
 harness = importlib.util.module_from_spec(_spec)
