@@ -1,12 +1,14 @@
-"""What the HTTP benchmarks share: ports, `huren serve` as a process, the bound's server.
+"""What the benchmarks share: ports, `huren serve` as a process, the bound's server, figures.
 
 Not a benchmark itself (``make bench`` skips files starting with ``_``). The
 scripts load it by path, because their own folder must stay off ``sys.path``
-(``bench/fhir.py`` would shadow the ``fhir`` package).
+(``bench/fhir.py`` would shadow the ``fhir`` package); ``load_sibling`` loads
+the other shared modules (``bench/_clients.py``) the same way.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -18,9 +20,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from math import ceil
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import uvicorn
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_sibling(name: str) -> ModuleType:
+    """``bench/<name>.py`` as a module, loaded by path (bench/ stays off ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(f"bench{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:
@@ -34,6 +48,33 @@ def hub_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUREN_")}
     env.update(HUREN_DATA_DIR=str(data_dir), HUREN_BIND="127.0.0.1", **extra)
     return env
+
+
+def huren(env: dict[str, str], *args: str, limit: float = 900) -> str:
+    """``huren ARGS`` with ``env``; its standard output (the run stops if it fails)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "integration.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=limit,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"huren {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def demo_region(root: Path, *, fhir_days: int = 0, **settings: str) -> float:
+    """``huren demo seed --scale tiny`` into ``root`` with ``settings``; seconds taken.
+
+    ``fhir_days`` > 0 also stores (and, with an upstream URL in ``settings``, queues)
+    the FHIR resources of the studies and reports of that many last days.
+    """
+    started = time.perf_counter()
+    env = hub_env(root, **{f"HUREN_{name.upper()}": value for name, value in settings.items()})
+    huren(env, "demo", "seed", "--scale", "tiny", "--quiet", "--fhir-days", str(fhir_days))
+    return time.perf_counter() - started
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, limit: float = 120) -> None:
@@ -66,18 +107,56 @@ def _running(
         process.wait(timeout=30)
 
 
+class HubProcess(NamedTuple):
+    """A running ``huren serve``: where it listens and its process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    mllp_port: int
+    dicom_port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
 @contextmanager
-def hub(data_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """``huren serve`` on ``data_dir`` (free ports, loopback); yields its base URL and pid."""
-    port = free_port()
+def hub_process(
+    data_dir: Path, log: Path, *, http_port: int | None = None, **settings: str
+) -> Iterator[HubProcess]:
+    """``huren serve`` on ``data_dir`` (free ports unless ``http_port``, loopback) with
+    ``settings`` (names without the ``HUREN_`` prefix); stopped with SIGTERM at the end."""
+    port = http_port or free_port()
+    mllp_port, dicom_port = free_port(), free_port()
     env = hub_env(
         data_dir,
         HUREN_HTTP_PORT=str(port),
-        HUREN_MLLP_PORT=str(free_port()),
-        HUREN_DICOM_PORT=str(free_port()),
+        HUREN_MLLP_PORT=str(mllp_port),
+        HUREN_DICOM_PORT=str(dicom_port),
+        **{f"HUREN_{name.upper()}": value for name, value in settings.items()},
     )
-    with _running([sys.executable, "-m", "integration.cli", "serve"], env, port, log) as hub:
-        yield hub
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "integration.cli", "serve"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", process, log)
+        yield HubProcess(f"http://127.0.0.1:{port}", process, mllp_port, dicom_port, log)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=60)
+
+
+@contextmanager
+def hub(data_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """``huren serve`` on ``data_dir`` (free ports, loopback); yields its base URL and pid."""
+    with hub_process(data_dir, log) as running:
+        yield running.url, running.pid
 
 
 @contextmanager
@@ -100,6 +179,20 @@ def serve(app: Any, port: int) -> None:
             app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
         )
     ).run()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_megabytes(pid: int) -> float:
+    """Resident memory of process ``pid`` now (VmRSS in /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ProcessLookupError(pid)
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -73,6 +73,7 @@ _spec = importlib.util.spec_from_file_location("bench_harness", _HERE / "_harnes
 assert _spec is not None and _spec.loader is not None
 harness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(harness)
+clients = harness.load_sibling("_clients")
 
 import httpx  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
@@ -80,13 +81,10 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from fhir.identifiers import EXAM_TYPE_SYSTEM, FACILITY_SYSTEM  # noqa: E402
 from integration.database import Database  # noqa: E402
 from integration.priors import catalogue, find_person, priors_of  # noqa: E402
 from integration.recognition import Rules, stands_for, verdicts  # noqa: E402
 from integration.settings import Settings  # noqa: E402
-from models.enums import Sex  # noqa: E402
-from models.identity import make_resident_id  # noqa: E402
 
 GOAL_P99_MS = 50.0
 GOAL_P50_MS = 50.0
@@ -94,10 +92,6 @@ SERVICE = "huren-prior-exams-sign"
 PATH = f"/cds-services/{SERVICE}"
 CHUNK = 50_000  # studies per executemany transaction while seeding
 SPAN_DAYS = 730  # the seeded exams' started_at spread
-AREA_CODES = ("390522", "390523", "390524", "390525")  # not the demo county's (390521)
-FIRST_BIRTH = date(1930, 1, 1)
-BIRTH_DAYS = 34_697  # 1930-01-01 .. 2024-12-29; coprime with the stride below (a prime)
-BIRTH_STRIDE = 7919
 PRELIMINARY_SHARE = 0.02
 SIGNED = ("final", "amended", "corrected")
 MARKER = "bench-cds.json"  # next to huren.db: what was seeded, for --data-dir reuse
@@ -118,25 +112,6 @@ BOUND_SQL = (
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-# --- the demo region ----------------------------------------------------------------------
-
-
-def demo_region(root: Path) -> float:
-    """``huren demo seed --scale tiny`` into ``root``; seconds taken."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "integration.cli", "demo", "seed", "--scale", "tiny", "--quiet",
-         "--fhir-days", "0"],
-        env=harness.hub_env(root),
-        capture_output=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"huren demo seed failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
-    return time.perf_counter() - started
 
 
 # --- bulk exams ---------------------------------------------------------------------------
@@ -178,27 +153,13 @@ def _insert(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def resident_of(p: int, born: date, sex: Sex) -> str:
-    """A valid, unique resident ID for seeded patient number ``p`` (see ``birth_of``)."""
-    q = p >> 1
-    area = AREA_CODES[(q // 100) // BIRTH_DAYS]
-    return make_resident_id(area, born, q % 100, sex)
-
-
-def birth_of(p: int) -> tuple[date, Sex]:
-    """Patient ``p``'s birth date and sex: (area, day, sequence, sex) differ for every ``p``."""
-    q = p >> 1
-    day = ((q // 100) % BIRTH_DAYS) * BIRTH_STRIDE % BIRTH_DAYS
-    return FIRST_BIRTH + timedelta(days=day), Sex.male if p & 1 else Sex.female
-
-
 def seed(root: Path, exams: int, rng: random.Random) -> Seeded:
     """Add ``exams`` complete studies with reports over ``exams // 8`` new patients."""
     con = sqlite3.connect(root / "huren.db", isolation_level=None)
     started = time.perf_counter()
     cols = {table: _columns(con, table) for table in ("patient", "patient_identifier", "study")}
     cols["report"] = _columns(con, "report")
-    if len(AREA_CODES) * BIRTH_DAYS * 200 < exams // 8:
+    if exams // 8 > clients.MAX_RESIDENTS:
         raise SystemExit("too many patients for the resident ID scheme")
 
     # Templates: the demo's complete studies, each with its report (None for retakes).
@@ -241,7 +202,7 @@ def seed(root: Path, exams: int, rng: random.Random) -> Seeded:
         person_rows, ident_rows = [], []
         for p in range(begin, min(begin + CHUNK * 2, patients)):
             pid = first_patient + p
-            born, sex = birth_of(p)
+            born, sex = clients.birth_of(p)
             name, address = people[int(rng.random() * len(people))]
             created = stamp(start_us - int(rng.random() * 86_400_000_000 * 365))
             values = {
@@ -260,7 +221,7 @@ def seed(root: Path, exams: int, rng: random.Random) -> Seeded:
             facility = facility_codes[p % len(facility_codes)]
             for k, (kind, authority, value) in enumerate(
                 (
-                    ("resident_id", "CN", resident_of(p, born, sex)),
+                    ("resident_id", "CN", clients.resident_of(p, born, sex)),
                     ("mrn", facility, f"BM{p:010d}"),
                 )
             ):
@@ -406,38 +367,6 @@ class Ask:
     body: bytes
 
 
-def order_sign(instance: str, resident_id: str, code: str, user: int, facility: str) -> bytes:
-    """A CDS Hooks 2.0 order-sign request with one draft ServiceRequest, as an EHR sends it."""
-    request = {
-        "hookInstance": instance,
-        "hook": "order-sign",
-        "context": {
-            "userId": f"Practitioner/{user}",
-            "patientId": resident_id,
-            "draftOrders": {
-                "resourceType": "Bundle",
-                "type": "collection",
-                "entry": [
-                    {
-                        "resource": {
-                            "resourceType": "ServiceRequest",
-                            "id": "draft-1",
-                            "status": "draft",
-                            "intent": "order",
-                            "code": {"coding": [{"system": EXAM_TYPE_SYSTEM, "code": code}]},
-                            "subject": {"reference": f"Patient/{resident_id}"},
-                            "requester": {
-                                "identifier": {"system": FACILITY_SYSTEM, "value": facility}
-                            },
-                        }
-                    }
-                ],
-            },
-        },
-    }
-    return json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def asks(db: Path, seeded: Seeded, rng: random.Random, count: int) -> list[Ask]:
     """Order-signs for the patient and exam of random seeded studies, by clinicians here."""
     with sqlite3.connect(db) as con:
@@ -455,7 +384,8 @@ def asks(db: Path, seeded: Seeded, rng: random.Random, count: int) -> list[Ask]:
             ).fetchone()
             user, facility = clinicians[rng.randrange(len(clinicians))]
             instance = str(uuid.uuid4())  # fresh in every run, even on a reused --data-dir
-            found.append(Ask(row[0], row[1], order_sign(instance, row[0], row[1], user, facility)))
+            body = clients.order_sign(instance, row[0], row[1], user, facility)
+            found.append(Ask(row[0], row[1], body))
     return found
 
 
@@ -675,49 +605,6 @@ class Answers:
     cpu: float  # this process's CPU seconds during the round (the callers' share)
 
 
-class LeanCaller:
-    """One keep-alive HTTP/1.1 connection sending prepared POSTs and reading whole answers.
-
-    The callers share this machine's two cores with the server under test: httpx
-    spends ~1.4 ms of CPU per request, more than either server, and that time is
-    taken from the server and added to every latency. This sends the same bytes
-    an HTTP client would (request line, Host, Content-Type, Accept,
-    Content-Length, body) with ~0.1 ms of CPU; ``--httpx`` uses httpx instead.
-    """
-
-    def __init__(self, base: str) -> None:
-        address = httpx.URL(base)
-        self._host, self._port = str(address.host), int(address.port or 80)
-        self._head = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-            "Content-Type: application/json\r\nAccept: application/json\r\n"
-        ).encode()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        assert self._reader is not None and self._writer is not None
-        self._writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        fields = {
-            name.strip().lower(): value.strip()
-            for name, _, value in (line.partition(":") for line in lines[1:] if line)
-        }
-        if "content-length" not in fields:
-            raise SystemExit(f"an answer without Content-Length: {head[:300]!r}")
-        return status, await self._reader.readexactly(int(fields["content-length"]))
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            await self._writer.wait_closed()
-
-
 class HttpxCaller:
     """The same through httpx (``--httpx``): what an application's client would cost."""
 
@@ -743,7 +630,7 @@ async def _load(
     latencies: list[float] = []
     bodies: dict[int, bytes] = {}
 
-    async def caller(connection: LeanCaller | HttpxCaller) -> None:
+    async def caller(connection: Any) -> None:
         nonlocal next_index
         while next_index < len(requests) and time.monotonic() < deadline:
             index = next_index
@@ -756,7 +643,9 @@ async def _load(
             latencies.append(elapsed)
             bodies[index] = content
 
-    connections = [LeanCaller(base) if lean else HttpxCaller(base) for _ in range(callers)]
+    connections = [
+        clients.LeanCaller(base, PATH) if lean else HttpxCaller(base) for _ in range(callers)
+    ]
     try:
         for connection in connections:  # open the keep-alive connections before timing
             await connection.open()
@@ -779,12 +668,6 @@ def load(
     return asyncio.run(_load(base, requests, callers, deadline, lean))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def card_rows(db: Path) -> int:
     with sqlite3.connect(db) as con:
         return int(con.execute("SELECT count(*) FROM recognition_card").fetchone()[0])
@@ -804,7 +687,7 @@ def prepare(root: Path, exams: int, rng: random.Random) -> tuple[Seeded, bool]:
     if (root / "huren.db").exists():
         raise SystemExit(f"{root} has a database this benchmark did not seed")
     root.mkdir(parents=True, exist_ok=True)
-    demo_seconds = demo_region(root)
+    demo_seconds = harness.demo_region(root)
     say(f"demo region (huren demo seed --scale tiny) in {demo_seconds:.1f} s")
     seeded = seed(root, exams, rng)
     marker.write_text(json.dumps(asdict(seeded)))
@@ -907,9 +790,9 @@ def main() -> int:
                 part = measured[round_ * share : (round_ + 1) * share]
                 order = ["hub", "bound"] if round_ % 2 == 0 else ["bound", "hub"]
                 for name in order:
-                    before = cpu_seconds(pids[name])
+                    before = harness.cpu_seconds(pids[name])
                     answers = load(urls[name], part, args.callers, deadline, lean)
-                    cpu[name] += cpu_seconds(pids[name]) - before
+                    cpu[name] += harness.cpu_seconds(pids[name]) - before
                     client_cpu[name] += answers.cpu
                     results[name].append(answers)
                     if name == "hub":

@@ -14,7 +14,7 @@ shared, and a busy second hurts whichever receiver is running.
 from __future__ import annotations
 
 import argparse
-import os
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -30,9 +30,12 @@ from zoneinfo import ZoneInfo
 # name would shadow the ``dicom`` package it measures.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("bench_harness", _HERE / "_harness.py")
+assert _spec is not None and _spec.loader is not None
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
+clients = harness.load_sibling("_clients")
 
-from pydicom import dcmread  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 from sqlalchemy import func, insert  # noqa: E402
 
@@ -48,13 +51,9 @@ from models import metadata  # noqa: E402
 GOAL = 250.0
 PARALLEL = 4
 AET = "HUREN"
-DCMTK = Path("/usr/bin")
+DCMTK = clients.DCMTK
 ZONE = ZoneInfo("Asia/Shanghai")
-
-
-# Debian's dcmtk keeps Nagle's algorithm on unless this is set: every C-STORE would then
-# stall ~40-90 ms on a delayed ACK (11 instances/s). Modalities are configured likewise.
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+DCMTK_ENV = clients.DCMTK_ENV
 
 
 def free_port() -> int:
@@ -75,18 +74,12 @@ def _wait_port(port: int, limit: float = 30) -> None:
 
 def make_copies(folder: Path, count: int, parts: int = PARALLEL) -> list[Path]:
     """``count`` copies of CT_small with their own SOP Instance UIDs, in ``parts`` sub-folders."""
-    source = get_testdata_file("CT_small.dcm", download=False)
-    if source is None:
-        raise SystemExit("pydicom's CT_small.dcm is missing")
-    dataset = dcmread(str(source))
+    dataset = clients.ct_small()
     folders = [folder / f"part{n}" for n in range(parts)]
     for part in folders:
         part.mkdir(parents=True)
     for n in range(count):
-        uid = generate_uid()
-        dataset.SOPInstanceUID = uid
-        dataset.file_meta.MediaStorageSOPInstanceUID = uid
-        dataset.InstanceNumber = n + 1
+        clients.renumber(dataset, generate_uid(), n + 1)
         dataset.save_as(folders[n % parts] / f"ct{n:06d}.dcm", enforce_file_format=True)
     return folders
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -18,15 +19,28 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from hl7.mllp import MllpClient, MllpDecoder, frame
-from models.enums import Sex
-from models.identity import make_resident_id
+# Run as ``python bench/mllp.py``, this file's folder comes first on sys.path and its
+# neighbours (fhir.py, dicom.py) would shadow the packages the shared clients import.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("bench_harness", _HERE / "_harness.py")
+assert _spec is not None and _spec.loader is not None
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
+clients = harness.load_sibling("_clients")
+
+from hl7.mllp import MllpClient, MllpDecoder, frame  # noqa: E402
+from models.enums import Sex  # noqa: E402
+from models.identity import make_resident_id  # noqa: E402
 
 GOAL = 1000.0
 CONNECTIONS = 8
 FACILITY = "QL-T01"
+ZONE = ZoneInfo("Asia/Shanghai")
 CANNED_ACK = b"MSH|^~\\&|HUREN|HUREN|||20261125||ACK|1|P|2.5\rMSA|AA|1\r"
 
 
@@ -39,17 +53,20 @@ def free_port() -> int:
 def orm(n: int) -> bytes:
     born = date(1950 + n % 60, 1 + n % 12, 1 + n % 28)
     sex = Sex.male if n % 2 else Sex.female
-    resident_id = make_resident_id("390521", born, n % 100, sex)
-    return (
-        f"MSH|^~\\&|HIS|{FACILITY}|HUREN|HUREN|20261125093000||ORM^O01|BENCH{n:08d}|P|2.3.1"
-        "|||||UNICODE UTF-8\r"
-        f"PID|1||{resident_id}^^^^RI~MRN{n:08d}^^^{FACILITY}^MR||测试^患者{n % 1000}||"
-        f"{born:%Y%m%d}|{sex.value}|||青岚县|||13800000000\r"
-        "PV1|1|O\r"
-        f"ORC|NW|P{n:09d}||||||^^^20261125100000||20261125093000|||^王医生\r"
-        f"OBR|1|P{n:09d}||DX-CHEST-PA^胸部正位片(DR)^HUREN|R|20261125093000|||||||咳嗽一周|||"
-        f"^王医生||A{n:09d}|||||DX\r"
-    ).encode()
+    return clients.orm(
+        facility=FACILITY,
+        control_id=f"BENCH{n:08d}",
+        placer=f"P{n:09d}",
+        accession=f"A{n:09d}",
+        exam=("DX-CHEST-PA", "胸部正位片(DR)", "DX"),
+        resident_id=make_resident_id("390521", born, n % 100, sex),
+        mrn=f"MRN{n:08d}",
+        name=f"测试^患者{n % 1000}",
+        born=born,
+        sex=sex,
+        sent_at=datetime(2026, 11, 25, 9, 30, tzinfo=ZONE),
+        scheduled_at=datetime(2026, 11, 25, 10, 0, tzinfo=ZONE),
+    )
 
 
 async def _client(port: int, messages: list[bytes], deadline: float) -> tuple[int, int]:
