@@ -47,6 +47,22 @@ def create_db_engine(
             cursor.close()
 
         return engine
+    if parsed.get_driver_name() == "psycopg":
+        # libpq: a server that stops answering (packets dropped, not refused) is given up
+        # within seconds, so a sender gets its transient error instead of a hang.
+        timeout = max(1, round(busy_timeout))
+        return create_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": timeout,
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
+        )
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
