@@ -155,6 +155,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 ),
             },
             batching={OutboxChannel.fhir: FHIR_BATCHING},
+            batch=settings.outbox_claim_rows,
         )
         _in_background(stack, "outbox", worker.run)
 

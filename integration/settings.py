@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     outbox_backoff_seconds: float = Field(default=2.0, gt=0)  # first retry; doubles each time
     outbox_backoff_max_seconds: float = Field(default=600.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_claim_rows: int = Field(default=50, ge=1)  # per round; fewer spread work across hubs
     hl7_send_timeout: float = Field(default=10.0, gt=0)  # waiting for a clinic's ACK
 
     upstream_fhir_url: str = ""  # empty: nothing is pushed to the province

@@ -149,8 +149,9 @@ def test_two_hubs_share_the_load_and_nothing_is_done_twice(
         "study_quiet_seconds": "1",
         "stabiliser_poll_seconds": "0.2",
         "outbox_poll_seconds": "0.1",
+        "outbox_claim_rows": "2",  # small rounds, so neither hub can take a whole wave
     }
-    with ClinicHis() as first_his, ClinicHis() as second_his:
+    with ClinicHis(delay=0.05) as first_his, ClinicHis(delay=0.05) as second_his:
         with database.engine.begin() as connection:
             for clinic, his in zip(clinics, (first_his, second_his), strict=True):
                 connection.execute(
