@@ -71,7 +71,9 @@ goals missed print ``missed`` and do not change the exit status.
 Options: ``--minutes N`` (default 10) or ``--seconds N``: the mixed phase;
 ``--small``: 1 minute (``make bench``); ``--data-dir DIR``: keep both hubs'
 data there (an empty or new folder) instead of a temporary one; ``--seed N``:
-the CDS callers' choice of patients.
+the CDS callers' choice of patients; ``--split``: the county as a split hub
+(``HUREN_SERVE_SPLIT=true``: background workers, MLLP, DICOM and HTTP in a
+process each), its CPU and RSS summed over the processes.
 """
 
 from __future__ import annotations
@@ -933,6 +935,9 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="a 1-minute mixed phase")
     parser.add_argument("--data-dir", type=Path, help="keep both hubs' data here")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--split", action="store_true", help="the county as a split hub (HUREN_SERVE_SPLIT)"
+    )
     parser.add_argument("--stream", choices=sorted(STREAMS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -948,15 +953,18 @@ def main() -> int:
                 raise SystemExit(f"{base} is not empty")
         else:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="huren-soak-")))
-        return soak(base, plan, args.seed, began)
+        return soak(base, plan, args.seed, began, split=args.split)
     return 1  # unreachable: the block returns
 
 
-def soak(base: Path, plan: Plan, seed: int, began: float) -> int:
+def soak(base: Path, plan: Plan, seed: int, began: float, *, split: bool = False) -> int:
     county_dir, province_dir, work = base / "county", base / "province", base / "work"
     for folder in (county_dir, province_dir, work):
         folder.mkdir(parents=True, exist_ok=True)
-    say(f"soak: {plan.mixed:.0f} s mixed, slices of {plan.slice:.0f} s alone; data under {base}")
+    say(
+        f"soak: {plan.mixed:.0f} s mixed, slices of {plan.slice:.0f} s alone; county hub "
+        f"{'split, a process per role' if split else 'one process'}; data under {base}"
+    )
 
     # The province, with a token for the county; the county, seeded with a backlog for it.
     province_env = harness.hub_env(province_dir)
@@ -1017,6 +1025,7 @@ def soak(base: Path, plan: Plan, seed: int, began: float) -> int:
                 http_port=county_port,
                 **COUNTY_SETTINGS,
                 **upstream,
+                serve_split="true" if split else "false",
             )
         )
         say(

@@ -41,10 +41,31 @@ def _cmd_db_current(settings: Settings, _args: argparse.Namespace) -> int:
     return 0 if current == head else 1
 
 
-def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
-    from integration.hub import serve
+def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import os
 
-    asyncio.run(serve(settings))
+    from integration.hub import EVERY_ROLE, Role, serve
+    from integration.supervisor import READY, supervise
+
+    if args.role is None and settings.serve_split:
+        return supervise(settings, verbose=args.verbose)
+    if args.role is None:
+        asyncio.run(serve(settings))
+        return 0
+
+    def ready() -> None:
+        os.write(args.ready_fd, READY)
+        os.close(args.ready_fd)
+
+    supervised = args.ready_fd is not None
+    asyncio.run(
+        serve(
+            settings,
+            roles=frozenset({Role(args.role)}) if args.role != "all" else EVERY_ROLE,
+            ready=ready if supervised else None,
+            supervisor=os.getppid() if supervised else None,
+        )
+    )
     return 0
 
 
@@ -471,9 +492,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     db.add_parser("current", help="show the schema revision").set_defaults(handler=_cmd_db_current)
 
-    commands.add_parser(
-        "serve", help="run the hub (HTTP; more listeners as they land)"
-    ).set_defaults(handler=_cmd_serve)
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub: HTTP, MLLP, DICOM and the background workers "
+        "(one process, or one per role with HUREN_SERVE_SPLIT=true)",
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "background", "mllp", "dicom", "http"],
+        help="run only this part of the hub (a split hub's supervisor starts these)",
+    )
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    serve.set_defaults(handler=_cmd_serve)
 
     catalogue = commands.add_parser("catalogue", help="the exam catalogue").add_subparsers(
         dest="catalogue", required=True
@@ -652,9 +682,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    role = getattr(args, "role", None)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s "
+        + (f"[{role}] " if role else "")
+        + "%(name)s: %(message)s",
     )
     try:
         settings = load_settings()

@@ -7,9 +7,11 @@ import contextlib
 import gc
 import hashlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Generator
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -114,11 +116,139 @@ def stable_worker_id(settings: Settings) -> str:
     return f"{socket.gethostname()[:40]}:{place}"
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Upgrade the schema if needed, start the listeners, and run until ``stop`` is set.
+class Role(StrEnum):
+    """What a hub process runs. A split hub runs each in a process of its own (``supervisor``)."""
+
+    background = "background"  # audit sealer, outbox worker, stabiliser, nightly check
+    mllp = "mllp"
+    dicom = "dicom"  # C-STORE, worklist and query
+    http = "http"  # /healthz, FHIR, WADO-RS, CDS Hooks
+
+
+EVERY_ROLE: frozenset[Role] = frozenset(Role)
+
+
+def _start_background(
+    stack: contextlib.AsyncExitStack, database: Database, settings: Settings
+) -> None:
+    # Started first, so it stops last: its final round seals what the others wrote.
+    _in_background(
+        stack,
+        "audit-sealer",
+        Sealer(engine=database.engine, interval=settings.audit_seal_seconds).run,
+    )
+    upstream = httpx.AsyncClient()
+    stack.push_async_callback(upstream.aclose)
+    worker = OutboxWorker(
+        database=database,
+        settings=settings,
+        worker_id=stable_worker_id(settings),
+        senders={
+            OutboxChannel.hl7: lambda parcel: send_hl7(parcel, settings=settings),
+            OutboxChannel.fhir: lambda parcel: send_fhir(
+                parcel, settings=settings, client=upstream
+            ),
+        },
+        batching={OutboxChannel.fhir: FHIR_BATCHING},
+        batch=settings.outbox_claim_rows,
+    )
+    _in_background(stack, "outbox", worker.run)
+    _in_background(stack, "stabiliser", Stabiliser(database=database, settings=settings).run)
+    _in_background(
+        stack, "recognition-check", NightlyCheck(database=database, zone=settings.zone).run
+    )
+
+
+async def _start_mllp(
+    stack: contextlib.AsyncExitStack, database: Database, settings: Settings, directory: Directory
+) -> MllpServer:
+    intake = Intake(database=database, directory=directory, settings=settings)
+    await intake.start()
+    stack.push_async_callback(intake.stop)
+    mllp = MllpServer(
+        intake.handle,
+        host=settings.bind,
+        port=settings.mllp_port,
+        max_frame=settings.mllp_max_frame,
+        idle_timeout=settings.mllp_idle_timeout,
+        on_reject=intake.reject_frame,
+        allowed_networks=settings.mllp_network_allow_list,
+        ssl_context=listener_context(settings, "mllp"),
+    )
+    unknown = sorted(c for c in settings.mllp_sender_allow_list if not directory.facility(c))
+    if unknown:
+        log.warning("HUREN_MLLP_ALLOWED_SENDERS names unknown facilities: %s", unknown)
+    await mllp.start()
+    stack.push_async_callback(mllp.stop)
+    return mllp
+
+
+async def _start_dicom(
+    stack: contextlib.AsyncExitStack,
+    database: Database,
+    settings: Settings,
+    directory: Directory,
+    files: FileStore,
+) -> DicomServer:
+    archive = Archive(database=database, settings=settings, directory=directory, files=files)
+    archive.start()
+    stack.callback(archive.stop)
+    dicom = DicomServer(
+        ae_title=settings.dicom_aet,
+        host=settings.bind,
+        port=settings.dicom_port,
+        storage=archive,
+        worklist=WorklistService(database=database, settings=settings, directory=directory),
+        query=StudyQueryService(database=database, settings=settings, files=files),
+        callers=CallerPolicy(database=database, settings=settings, directory=directory),
+        zone=settings.zone,
+        ssl_context=listener_context(settings, "dicom"),
+    )
+    await asyncio.to_thread(dicom.start)
+
+    async def stop_dicom() -> None:
+        await asyncio.to_thread(dicom.stop)
+
+    stack.push_async_callback(stop_dicom)
+    return dicom
+
+
+async def _start_web(
+    stack: contextlib.AsyncExitStack, database: Database, settings: Settings, files: FileStore
+) -> tuple[_HttpServer, asyncio.Task[None]]:
+    audit = AuditWriter(database=database)
+    audit.start()
+    stack.callback(audit.stop)
+    tokens = TokenChecker(database.engine)
+    fhir = FhirApi(database=database, settings=settings, tokens=tokens, audit=audit)
+    dicomweb = DicomWeb(database=database, files=files, tokens=tokens, audit=audit)
+    clients = load_clients(settings.cds_clients) if settings.cds_clients else {}
+    cds = CdsHooks(database=database, settings=settings, authenticator=CdsAuthenticator(clients))
+    cds.start()
+    stack.callback(cds.stop)
+    return await _start_http(settings, database, fhir, dicomweb, cds, stack)
+
+
+async def _orphaned(parent: int) -> None:
+    """Returns once the process that started this one has gone (a supervised role's guard)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    roles: frozenset[Role] = EVERY_ROLE,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[], None] | None = None,
+    supervisor: int | None = None,
+) -> None:
+    """Upgrade the schema if needed, start the listeners of ``roles``, run until ``stop`` is set.
 
     Shutdown runs in reverse: stop HTTP, stop accepting HL7 (in-flight
     messages are answered), drain the intake writer, stop the outbox worker.
+    ``ready`` is called once everything listens. Under a ``supervisor`` (its
+    pid), SIGINT is left to it and the process stops when the supervisor is gone.
     """
     settings.check_production()
     database = Database.from_settings(settings)
@@ -127,117 +257,51 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         await asyncio.to_thread(database.upgrade)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM,) if supervisor else (signal.SIGTERM, signal.SIGINT)
+    if supervisor:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the supervisor's
+    for signum in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
 
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(database.dispose)
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signals:
             stack.callback(loop.remove_signal_handler, signum)
-        # Started first, so it stops last: its final round seals what the others wrote.
-        _in_background(
-            stack,
-            "audit-sealer",
-            Sealer(engine=database.engine, interval=settings.audit_seal_seconds).run,
-        )
-
-        upstream = httpx.AsyncClient()
-        stack.push_async_callback(upstream.aclose)
-        worker = OutboxWorker(
-            database=database,
-            settings=settings,
-            worker_id=stable_worker_id(settings),
-            senders={
-                OutboxChannel.hl7: lambda parcel: send_hl7(parcel, settings=settings),
-                OutboxChannel.fhir: lambda parcel: send_fhir(
-                    parcel, settings=settings, client=upstream
-                ),
-            },
-            batching={OutboxChannel.fhir: FHIR_BATCHING},
-            batch=settings.outbox_claim_rows,
-        )
-        _in_background(stack, "outbox", worker.run)
-
+        if Role.background in roles:
+            _start_background(stack, database, settings)
         directory = Directory(database.engine)
-        intake = Intake(database=database, directory=directory, settings=settings)
-        await intake.start()
-        stack.push_async_callback(intake.stop)
-        mllp = MllpServer(
-            intake.handle,
-            host=settings.bind,
-            port=settings.mllp_port,
-            max_frame=settings.mllp_max_frame,
-            idle_timeout=settings.mllp_idle_timeout,
-            on_reject=intake.reject_frame,
-            allowed_networks=settings.mllp_network_allow_list,
-            ssl_context=listener_context(settings, "mllp"),
-        )
-        unknown = sorted(c for c in settings.mllp_sender_allow_list if not directory.facility(c))
-        if unknown:
-            log.warning("HUREN_MLLP_ALLOWED_SENDERS names unknown facilities: %s", unknown)
-        await mllp.start()
-        stack.push_async_callback(mllp.stop)
-
         files = FileStore(settings.data_dir)
-        archive = Archive(database=database, settings=settings, directory=directory, files=files)
-        archive.start()
-        stack.callback(archive.stop)
-        _in_background(stack, "stabiliser", Stabiliser(database=database, settings=settings).run)
-        _in_background(
-            stack, "recognition-check", NightlyCheck(database=database, zone=settings.zone).run
-        )
-        dicom = DicomServer(
-            ae_title=settings.dicom_aet,
-            host=settings.bind,
-            port=settings.dicom_port,
-            storage=archive,
-            worklist=WorklistService(database=database, settings=settings, directory=directory),
-            query=StudyQueryService(database=database, settings=settings, files=files),
-            callers=CallerPolicy(database=database, settings=settings, directory=directory),
-            zone=settings.zone,
-            ssl_context=listener_context(settings, "dicom"),
-        )
-        await asyncio.to_thread(dicom.start)
-
-        async def stop_dicom() -> None:
-            await asyncio.to_thread(dicom.stop)
-
-        stack.push_async_callback(stop_dicom)
-
-        audit = AuditWriter(database=database)
-        audit.start()
-        stack.callback(audit.stop)
-        tokens = TokenChecker(database.engine)
-        fhir = FhirApi(database=database, settings=settings, tokens=tokens, audit=audit)
-        dicomweb = DicomWeb(database=database, files=files, tokens=tokens, audit=audit)
-        # HTTP comes up last, so /healthz answering means every listener is ready.
-        clients = load_clients(settings.cds_clients) if settings.cds_clients else {}
-        cds = CdsHooks(
-            database=database, settings=settings, authenticator=CdsAuthenticator(clients)
-        )
-        cds.start()
-        stack.callback(cds.stop)
-        http, http_task = await _start_http(settings, database, fhir, dicomweb, cds, stack)
+        listening: list[str] = []
+        watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        served: list[asyncio.Task[None]] = []
+        if Role.mllp in roles:
+            mllp = await _start_mllp(stack, database, settings, directory)
+            listening.append(f"MLLP {settings.bind}:{mllp.port}")
+        if Role.dicom in roles:
+            dicom = await _start_dicom(stack, database, settings, directory, files)
+            listening.append(f"DICOM {settings.dicom_aet}@{settings.bind}:{dicom.port}")
+        if Role.http in roles:
+            # HTTP comes up last, so /healthz answering means every listener is ready.
+            http, http_task = await _start_web(stack, database, settings, files)
+            ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
+            port = ports[0] if ports else "?"
+            listening.insert(0, f"HTTP http://{settings.bind}:{port}/healthz")
+            served.append(http_task)
+        if supervisor:
+            watchers.append(asyncio.ensure_future(_orphaned(supervisor)))
 
         # What start-up built lives as long as the hub: out of the collector's sight, a full
         # collection no longer walks ~180k objects (a 90 ms pause for every request in
         # flight, measured under the CDS load).
         gc.collect()
         gc.freeze()
-        ports = [s.getsockname()[1] for srv in http.servers for s in (srv.sockets or [])]
-        log.info(
-            "hub ready: HTTP http://%s:%s/healthz, MLLP %s:%d, DICOM %s@%s:%d",
-            settings.bind,
-            ports[0] if ports else "?",
-            settings.bind,
-            mllp.port,
-            settings.dicom_aet,
-            settings.bind,
-            dicom.port,
-        )
-        stop_wait = asyncio.create_task(stop.wait())
-        await asyncio.wait({stop_wait, http_task}, return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
+        names = ", ".join(sorted(roles)) if roles != EVERY_ROLE else "every role"
+        log.info("hub ready (%s): %s", names, ", ".join(listening) or "no listener")
+        if ready is not None:
+            ready()
+        await asyncio.wait([*watchers, *served], return_when=asyncio.FIRST_COMPLETED)
+        for watcher in watchers:
+            watcher.cancel()
         log.info("hub stopping")
     log.info("hub stopped")

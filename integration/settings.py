@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     audit_seal_seconds: float = Field(default=5.0, gt=0)  # how often `serve` chains new rows
     reconcile_min_confidence: float = Field(default=0.8, ge=0, le=1)  # patient+modality+date match
 
+    serve_split: bool = False  # `serve` runs background, MLLP, DICOM, HTTP in 4 processes
     outbox_max_attempts: int = Field(default=12, ge=1)  # then the row is dead-lettered
     outbox_backoff_seconds: float = Field(default=2.0, gt=0)  # first retry; doubles each time
     outbox_backoff_max_seconds: float = Field(default=600.0, gt=0)

@@ -21,7 +21,10 @@ from sqlmodel import Session, col, select
 from hl7.ack import build_ack
 from hl7.er7 import parse_message
 from hl7.mllp import MllpServer
+from integration.database import Database
+from integration.settings import Settings
 from models import Facility, Order, Study, metadata
+from models.catalogue import load_catalogue, sync_catalogue
 from models.enums import OrderStatus, ReadingStatus, StudyStatus
 from tests.conftest import free_port
 
@@ -60,6 +63,21 @@ def add_township(
             )
         )
     return facility_id
+
+
+def township_region(
+    folder: Path, database_url: str, *, code: str, ae_title: str
+) -> tuple[Database, Settings]:
+    """A migrated database (``database_url``, "" = SQLite under ``folder``) holding one
+    township with a CT AE title and the shipped exam catalogue."""
+    settings = Settings(data_dir=folder, database_url=database_url)  # type: ignore[arg-type]
+    database = Database.from_settings(settings)
+    database.upgrade()
+    with database.engine.begin() as connection:
+        add_township(connection, code, ae_title=ae_title)
+    with database.session() as session:
+        sync_catalogue(session, entries=load_catalogue())
+    return database, settings
 
 
 def hub_environment(folder: Path, **settings: str) -> dict[str, str]:

@@ -19,9 +19,8 @@ from integration.intake import Intake
 from integration.outbox import enqueue
 from integration.settings import Settings
 from models import metadata
-from models.catalogue import load_catalogue, sync_catalogue
 from models.enums import OutboxChannel, OutboxStatus
-from tests.hub_helpers import add_township
+from tests.hub_helpers import township_region
 
 T = metadata.tables
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "hl7" / "orm_o01_v231_obr18.hl7"
@@ -43,14 +42,7 @@ def huren(hub: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _region(folder: Path, database_url: str) -> tuple[Database, Settings]:
-    settings = Settings(data_dir=folder, database_url=database_url)  # type: ignore[arg-type]
-    database = Database.from_settings(settings)
-    database.upgrade()
-    with database.engine.begin() as connection:
-        add_township(connection, "ZAZWSY", ae_title="ZAZWSYCT")
-    with database.session() as session:
-        sync_catalogue(session, entries=load_catalogue())
-    return database, settings
+    return township_region(folder, database_url, code="ZAZWSY", ae_title="ZAZWSYCT")
 
 
 def test_hl7_replay_applies_a_stored_failure_after_the_fix(

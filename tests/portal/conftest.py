@@ -122,8 +122,10 @@ def portal(demo_data_dir: Path) -> Iterator[Portal]:
         stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which would break ``asyncio.run`` in any test that happens to run later."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
