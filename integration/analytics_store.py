@@ -46,6 +46,7 @@ from integration.metrics_frames import (
     load_frames,
 )
 from integration.metrics_quality import STUDY_FACTS, report_facts, with_study_facts
+from integration.sla import ReadingCalendar
 from models import metadata
 
 SNAPSHOT_FORMAT = 5
@@ -219,6 +220,7 @@ class AnalyticsStore:
         root: Path,
         *,
         zone: str = DEFAULT_ZONE,
+        calendar: ReadingCalendar | None = None,
         max_age_seconds: float = 600.0,
         memory_entries: int = 4,
         clock: Callable[[], float] = time.time,
@@ -226,6 +228,7 @@ class AnalyticsStore:
         self.engine = engine
         self.root = root
         self.zone = zone
+        self.calendar = calendar
         self.max_age_seconds = max_age_seconds
         self.memory_entries = memory_entries
         self.clock = clock
@@ -305,7 +308,7 @@ class AnalyticsStore:
                 try:
                     frames = read_snapshot(
                         snapshot, start=key[1], end=key[2], filters=filters, zone=self.zone,
-                        lean=lean,
+                        calendar=self.calendar, lean=lean,
                     )  # fmt: skip
                     break
                 except FileNotFoundError:  # another process replaced the snapshot meanwhile
@@ -325,6 +328,7 @@ def read_snapshot(
     end: datetime,
     filters: Filters = NO_FILTERS,
     zone: str = DEFAULT_ZONE,
+    calendar: ReadingCalendar | None = None,
     lean: bool = False,
 ) -> Frames:
     """Scan the snapshot's files lazily: only the window's rows of the selected scope.
@@ -355,6 +359,7 @@ def read_snapshot(
         end=end,
         filters=filters,
         zone=zone,
+        calendar=calendar,
         report_facts=facts.collect(),
         **collected,
     )

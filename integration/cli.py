@@ -394,10 +394,16 @@ def _cmd_report_bulletin(settings: Settings, args: argparse.Namespace) -> int:
     from integration.analytics_store import AnalyticsStore
     from integration.bulletin import bulletin_from_store, bulletin_pdf
     from integration.kpi import month_days
+    from integration.sla import ReadingCalendar
 
     month_days(args.month)  # a malformed month is refused before any work
     database = _upgraded(settings)
-    store = AnalyticsStore(database.engine, settings.data_dir / "analytics", zone=settings.timezone)
+    store = AnalyticsStore(
+        database.engine,
+        settings.data_dir / "analytics",
+        zone=settings.timezone,
+        calendar=ReadingCalendar.from_settings(settings),
+    )
     bulletin = bulletin_from_store(
         store, month=args.month, settings=settings, now=datetime.now(UTC)
     )

@@ -26,6 +26,7 @@ from integration.metrics import (
 )
 from integration.metrics_frames import Frames, load_frames, local_days
 from integration.settings import Settings
+from integration.sla import ReadingCalendar
 from models.errors import ValidationError
 
 
@@ -131,7 +132,10 @@ def monthly_report(
     for which in (month, previous):
         first, last = month_days(which)
         start, end = local_days(first, last, settings.timezone)
-        frames = load_frames(connection, start=start, end=end, zone=settings.timezone)
+        frames = load_frames(
+            connection, start=start, end=end, zone=settings.timezone,
+            calendar=ReadingCalendar.from_settings(settings),
+        )  # fmt: skip
         computed.append(figures(frames, settings=settings, now=now))
     return KpiReport(
         month=month,

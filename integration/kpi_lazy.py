@@ -42,6 +42,7 @@ from integration.metrics_turnaround import (
     with_sla_status,
 )
 from integration.settings import Settings
+from integration.sla import ReadingCalendar
 from models.enums import ImageGrade, RecognitionOutcome
 
 LazyTables = Mapping[str, pl.LazyFrame]  # the frames' names, plus "report_facts"
@@ -125,7 +126,9 @@ def lazy_figures(
     )
     # The populations as columns, worked out once: polars does not share common
     # subexpressions between the aggregations of one select.
-    judged = with_sla_status(studies, now=now).with_columns(
+    judged = with_sla_status(
+        studies, now=now, calendar=ReadingCalendar.from_settings(settings)
+    ).with_columns(
         arrival.alias("_arrived"),
         on_the_clock.alias("_clocked"),
         (within(pl.col("finalised_at")) & scope & pl.col("signed_report")).alias("_signed"),

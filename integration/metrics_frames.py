@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 from sqlalchemy import ColumnElement, Connection, Select, String, and_, func, or_, select
 
+from integration.sla import ReadingCalendar
 from models import metadata
 from models.enums import OutboxChannel
 
@@ -185,6 +186,7 @@ class Frames:
     end: datetime
     filters: Filters = NO_FILTERS
     zone: str = DEFAULT_ZONE
+    calendar: ReadingCalendar | None = None  # the SLA's reading hours; None: around the clock
     studies: pl.DataFrame = field(default_factory=lambda: frame(STUDY_SCHEMA))
     revisions: pl.DataFrame = field(default_factory=lambda: frame(REVISION_SCHEMA))
     qc_events: pl.DataFrame = field(default_factory=lambda: frame(QC_EVENT_SCHEMA))
@@ -264,6 +266,7 @@ def build_frames(
     end: datetime,
     filters: Filters = NO_FILTERS,
     zone: str = DEFAULT_ZONE,
+    calendar: ReadingCalendar | None = None,
     studies: Sequence[Mapping[str, Any]] = (),
     revisions: Sequence[Mapping[str, Any]] = (),
     qc_events: Sequence[Mapping[str, Any]] = (),
@@ -279,6 +282,7 @@ def build_frames(
         end=end,
         filters=filters,
         zone=zone,
+        calendar=calendar,
         studies=frame(STUDY_SCHEMA, studies),
         revisions=frame(REVISION_SCHEMA, revisions),
         qc_events=frame(QC_EVENT_SCHEMA, qc_events),
@@ -311,6 +315,7 @@ def load_frames(
     end: datetime,
     filters: Filters = NO_FILTERS,
     zone: str = DEFAULT_ZONE,
+    calendar: ReadingCalendar | None = None,
 ) -> Frames:
     """Read the window's rows (and only the columns the metrics use) into frames."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -321,6 +326,7 @@ def load_frames(
         end=end,
         filters=filters,
         zone=zone,
+        calendar=calendar,
         studies=reader.studies(),
         revisions=reader.revisions(),
         qc_events=reader.qc_events(),

@@ -5,22 +5,26 @@ The clock starts when the study is complete at the hub (``study.completed_at``,
 in the window, minus studies rejected for image quality (their retake is a new
 study with its own clock) and studies whose report was cancelled.
 
-SLA (the region's rule, limits inclusive):
+SLA (the region's rule, limits inclusive, as ``integration.sla`` sets them for
+the worklist's clocks):
 
 * routine: preliminary at most 30 min after arrival AND final at most 30 min
-  after the preliminary;
-* emergency: final at most 30 min after arrival.
+  after the preliminary; outside the reading calendar's hours
+  (``Frames.calendar``, from ``HUREN_READING_*``) each clock waits for the next
+  opening;
+* emergency: final at most 30 min after arrival, whatever the hour.
 
 A step counts as done when its time is at or before ``now``. A study is
 *met*, *missed* (a limit passed without the step, or the step came late) or
 *pending* (a limit still ahead of ``now``); compliance is met ÷ (met + missed).
-No out-of-hours exemption is applied: the data model has no calendar for it.
+Turnaround minutes are elapsed time, calendar or not.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import polars as pl
 
@@ -37,6 +41,7 @@ from integration.metrics_common import (
     scoped_where,
 )
 from integration.metrics_frames import UTC_TIME, Frames
+from integration.sla import ReadingCalendar
 from models.enums import Priority, ReportStatus
 
 SLA_MINUTES = 30
@@ -123,7 +128,7 @@ def sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
 
 
 def _sla_outcomes(frames: Frames, *, now: datetime) -> pl.DataFrame:
-    return with_sla_status(reading_population(frames), now=now)
+    return with_sla_status(reading_population(frames), now=now, calendar=frames.calendar)
 
 
 def on_the_clock() -> pl.Expr:
@@ -154,8 +159,48 @@ def emergency_status(now: datetime, *, within_minutes: int = EMERGENCY_REPORT_MI
     return deadline_status(*emergency_outcome(now, within_minutes=within_minutes))
 
 
-def with_sla_status(population: Table, *, now: datetime) -> Table:
-    """Adds the SLA deadlines, what is done by ``now``, and ``sla_status`` (met/missed/pending)."""
+def clock_starts(moments: pl.Expr, calendar: ReadingCalendar | None) -> pl.Expr:
+    """Each moment's :meth:`ReadingCalendar.next_opening`: itself within hours, else the next
+    opening. Worked out once per distinct local day, so a year of studies costs a few
+    hundred calendar look-ups, not one per row."""
+    if calendar is None or calendar.always_open:
+        return moments
+
+    def starts(series: pl.Series) -> pl.Series:
+        days = series.dt.convert_time_zone(calendar.zone.key).dt.date()
+        opening: dict[object, datetime | None] = {}
+        closing: dict[object, datetime | None] = {}
+        following: dict[object, datetime] = {}
+        for day in days.unique().drop_nulls().to_list():
+            hours = calendar.hours_on(day)
+            opening[day], closing[day] = hours if hours else (None, None)
+            midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=calendar.zone)
+            following[day] = calendar.next_opening(midnight)
+        look_up = functools.partial(days.replace_strict, default=None, return_dtype=series.dtype)
+        opens, closes = look_up(opening), look_up(closing)
+        after = look_up(following)
+        return (
+            pl.select(
+                pl.when(opens.is_not_null() & (series >= opens) & (series < closes))
+                .then(series)
+                .when(opens.is_not_null() & (series < opens))
+                .then(opens)
+                .otherwise(after)
+            )
+            .to_series()
+            .alias(series.name)
+        )
+
+    return moments.map_batches(starts, return_dtype=UTC_TIME)
+
+
+def with_sla_status(
+    population: Table, *, now: datetime, calendar: ReadingCalendar | None = None
+) -> Table:
+    """Adds the SLA deadlines, what is done by ``now``, and ``sla_status`` (met/missed/pending).
+
+    ``calendar`` None: the centre reads around the clock.
+    """
     now = aware_utc(now)
     limit = timedelta(minutes=SLA_MINUTES)
     arrival = pl.col("completed_at")
@@ -163,11 +208,12 @@ def with_sla_status(population: Table, *, now: datetime) -> Table:
     final_done = pl.col("finalised_at").is_not_null() & (pl.col("finalised_at") <= now)
     emergency = is_emergency()
 
-    preliminary_due = pl.when(~emergency).then(arrival + limit)
+    preliminary_due = pl.when(~emergency).then(clock_starts(arrival, calendar) + limit)
+    audit_start = clock_starts(pl.col("preliminary_at"), calendar)
     final_due = (
         pl.when(emergency)
         .then(arrival + limit)
-        .otherwise(pl.when(prelim_done).then(pl.col("preliminary_at") + limit))
+        .otherwise(pl.when(prelim_done).then(audit_start + limit))
     )
     prelim_state = (
         pl.when(prelim_done)

@@ -90,6 +90,7 @@ class PortalServices:
             self.database.engine,
             self.settings.data_dir / "analytics",
             zone=self.settings.timezone,
+            calendar=ReadingCalendar.from_settings(self.settings),
         )
         return Dashboards(store, self.settings)
 

@@ -29,6 +29,7 @@ from fhir.pdf import cjk_font
 from integration.metrics_frames import Filters, load_frames, local_days
 from integration.metrics_settlement import SettlementStatement, settlement
 from integration.settings import Settings
+from integration.sla import ReadingCalendar
 from models import metadata
 from models.errors import NotFound, ValidationError
 
@@ -93,7 +94,10 @@ def build(
             raise NotFound(f"no facility with code {hospital!r}")
         filters = Filters(reading_centre_ids=frozenset(chosen))
     start, end = local_days(period.first, period.last, settings.timezone)
-    frames = load_frames(connection, start=start, end=end, filters=filters, zone=settings.timezone)
+    frames = load_frames(
+        connection, start=start, end=end, filters=filters, zone=settings.timezone,
+        calendar=ReadingCalendar.from_settings(settings),
+    )  # fmt: skip
     statement = settlement(frames, settings=settings)
     per_clinic = (
         statement.lines.group_by("reading_centre_id", "clinic_id")

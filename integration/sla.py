@@ -50,7 +50,18 @@ class ReadingCalendar:
     def always(cls, zone: ZoneInfo) -> ReadingCalendar:
         return cls(time(0), None, frozenset(range(1, 8)), frozenset(), zone)
 
-    def _window(self, day: date) -> tuple[datetime, datetime] | None:
+    @property
+    def always_open(self) -> bool:
+        """Every moment is within hours: no clock ever waits."""
+        return (
+            self.opens == time(0)
+            and self.closes is None
+            and self.weekdays == frozenset(range(1, 8))
+            and not self.holidays
+        )
+
+    def hours_on(self, day: date) -> tuple[datetime, datetime] | None:
+        """The local day's opening and closing (aware, in the calendar's zone), or None if shut."""
         if day.isoweekday() not in self.weekdays or day in self.holidays:
             return None
         opening = datetime.combine(day, self.opens, tzinfo=self.zone)
@@ -63,7 +74,7 @@ class ReadingCalendar:
 
     def in_hours(self, moment: datetime) -> bool:
         local = moment.astimezone(self.zone)
-        window = self._window(local.date())
+        window = self.hours_on(local.date())
         return window is not None and window[0] <= local < window[1]
 
     def next_opening(self, moment: datetime) -> datetime:
@@ -72,7 +83,7 @@ class ReadingCalendar:
             return moment
         local = moment.astimezone(self.zone)
         for offset in range(_MAX_SEARCH_DAYS):
-            window = self._window(local.date() + timedelta(days=offset))
+            window = self.hours_on(local.date() + timedelta(days=offset))
             if window is not None and window[0] >= local:
                 return window[0].astimezone(moment.tzinfo)
         raise ValueError("the reading calendar never opens")

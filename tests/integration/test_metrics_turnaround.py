@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integration.metrics import (
     build_frames,
@@ -18,6 +20,10 @@ from integration.metrics import (
     sla_outcomes,
     turnaround,
 )
+from integration.metrics_frames import Frames
+from integration.metrics_turnaround import clock_starts
+from integration.sla import ReadingCalendar, deadlines
+from models.enums import Priority
 
 ZONE = ZoneInfo("Asia/Shanghai")
 MARCH = local_days(date(2026, 3, 1), date(2026, 3, 31))
@@ -295,3 +301,75 @@ def test_unknown_breakdown_and_naive_now_are_refused() -> None:
         turnaround(frames, by=("technologist",))
     with pytest.raises(ValueError, match="naive"):
         sla_compliance(frames, now=datetime(2026, 3, 1))
+
+
+# The worklist's rules and the analytics' figures must agree once a reading calendar is set:
+# weekdays 08:00-17:00, Monday 9 March a holiday.
+OFFICE = ReadingCalendar(
+    opens=time(8),
+    closes=time(17),
+    weekdays=frozenset(range(1, 6)),
+    holidays=frozenset({date(2026, 3, 9)}),
+    zone=ZONE,
+)
+
+
+def test_out_of_hours_clocks_wait_for_the_reading_calendar() -> None:
+    saturday, tuesday = local(7, 10), local(10, 8)
+    studies = [
+        # Saturday's study waits for Tuesday 08:00 (Monday is a holiday): prelim 08:20, final
+        # 08:45, both in time.
+        study(1, saturday, prelim=(local(10, 8, 20) - saturday).total_seconds() / 60,
+              final=(local(10, 8, 45) - saturday).total_seconds() / 60),
+        # In hours at 16:50, preliminary at 17:10 (after closing, but within 30 min); the
+        # audit's clock waits for Wednesday 08:00: a final at 08:25 is in time.
+        study(2, local(10, 16, 50), prelim=20, final=(local(11, 8, 25) - local(10, 16, 50))
+              .total_seconds() / 60),
+        # Before opening at 07:00: the clock starts at 08:00, so a preliminary at 08:31 is late.
+        study(3, local(10, 7), prelim=91, final=100),
+        # An emergency never waits: Saturday 10:00, final 40 min later, missed.
+        study(4, saturday, prelim=10, final=40, priority="emergency"),
+        # Still open at 08:10 on Tuesday with nothing written: pending until 08:30.
+        study(5, tuesday),
+    ]  # fmt: skip
+    now = local(10, 8, 10)
+    calendared = build_frames(start=MARCH[0], end=MARCH[1], studies=studies, calendar=OFFICE)
+    around_the_clock = build_frames(start=MARCH[0], end=MARCH[1], studies=studies)
+
+    def status(frames: Frames, at: datetime) -> dict[int, str]:
+        outcomes = sla_outcomes(frames, now=at)
+        return dict(zip(outcomes["study_id"], outcomes["sla_status"], strict=True))
+
+    assert status(calendared, LATE) == {1: "met", 2: "met", 3: "missed", 4: "missed", 5: "missed"}
+    assert status(around_the_clock, LATE)[1] == status(around_the_clock, LATE)[2] == "missed"
+    assert status(calendared, now)[5] == "pending"
+    due = sla_outcomes(calendared, now=LATE).sort("study_id")
+    for row in due.iter_rows(named=True):  # the same deadlines as the worklist's clocks
+        expected = deadlines(
+            completed_at=row["completed_at"],
+            priority=Priority(row["priority"]),
+            preliminary_at=row["preliminary_at"],
+            calendar=OFFICE,
+        )
+        if row["priority"] == "routine":
+            assert row["preliminary_due_at"] == expected.preliminary_due
+            if row["preliminary_at"] is not None:
+                assert row["final_due_at"] == expected.final_due
+        else:
+            assert row["final_due_at"] == expected.final_due
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moments=st.lists(
+        st.datetimes(
+            min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_clock_starts_is_next_opening_for_every_moment(moments: list[datetime]) -> None:
+    column = pl.DataFrame({"at": moments}, schema={"at": pl.Datetime("us", "UTC")})
+    starts = column.select(clock_starts(pl.col("at"), OFFICE))["at"].to_list()
+    assert starts == [OFFICE.next_opening(moment) for moment in moments]
