@@ -21,17 +21,22 @@ from models import migrate as migrations
 from models.engine import create_db_engine
 from models.errors import DatabaseUnavailable
 
+# SQLite raises OperationalError for mistakes in the statement or the schema too; those never
+# pass by waiting, and a sender told "resend later" would resend forever.
+_SQLITE_MISTAKES = ("no such table", "no such column", "near ", "table ", "duplicate column")
+
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """``exc`` as a DatabaseUnavailable when it is transient (locked, unreachable), else None.
 
     A lock held past the busy timeout, a lost connection or an exhausted pool
-    will pass; a constraint or a programming error will not, and is not
-    translated.
+    will pass; a constraint, a programming error or a schema that does not
+    match the code will not, and is not translated.
     """
     if isinstance(exc, DatabaseUnavailable):
         return exc
-    transient = isinstance(exc, (OperationalError, PoolTimeout)) or (
+    mistake = isinstance(exc, OperationalError) and str(exc.orig).startswith(_SQLITE_MISTAKES)
+    transient = (isinstance(exc, (OperationalError, PoolTimeout)) and not mistake) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )
     if not transient or not isinstance(exc, SQLAlchemyError):
