@@ -72,6 +72,7 @@ from integration.metrics_frames import (
     load_frames,
 )
 from integration.settings import Settings
+from integration.sla import ReadingCalendar
 
 PAGE_GOAL_MS = 300.0
 KPI_GOAL_S = 3.0
@@ -388,6 +389,7 @@ def _child(kind: str, folder: str) -> int:
             filters=Filters(),
             settings=settings,
             now=YEAR_END,
+            calendar=ReadingCalendar.from_settings(settings),
         )
         exams = int(result[0].value or 0)
     elif kind == "eager":

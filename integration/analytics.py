@@ -247,7 +247,7 @@ def leader_page(
     def key_figures(window: tuple[datetime, datetime]) -> tuple[Figure, ...]:
         return lazy_figures(
             tables, start=window[0], end=window[1], filters=frames.filters, settings=settings,
-            now=now,
+            now=now, calendar=frames.calendar,
         )  # fmt: skip
 
     table = key_figure_table(key_figures(this_window), key_figures(before_window))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -44,28 +45,35 @@ def _cmd_db_current(settings: Settings, _args: argparse.Namespace) -> int:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import os
 
-    from integration.hub import EVERY_ROLE, Role, serve
+    from integration.roles import EVERY_ROLE, Role
     from integration.supervisor import READY, supervise
 
     if args.role is None and settings.serve_split:
-        return supervise(settings, verbose=args.verbose)
-    if args.role is None:
-        asyncio.run(serve(settings))
-        return 0
+        return supervise(settings, verbose=args.verbose)  # without the listeners' imports
+    from integration.hub import serve
 
     def ready() -> None:
-        os.write(args.ready_fd, READY)
-        os.close(args.ready_fd)
+        try:
+            os.write(args.ready_fd, READY)
+        except BrokenPipeError:
+            pass  # the supervisor gave up waiting; it stops this process next
+        finally:
+            os.close(args.ready_fd)
 
-    supervised = args.ready_fd is not None
-    asyncio.run(
-        serve(
-            settings,
-            roles=frozenset({Role(args.role)}) if args.role != "all" else EVERY_ROLE,
-            ready=ready if supervised else None,
-            supervisor=os.getppid() if supervised else None,
+    supervised = args.ready_fd is not None and args.supervisor_pid is not None
+    roles = EVERY_ROLE if args.role in (None, "all") else frozenset({Role(args.role)})
+    try:
+        asyncio.run(
+            serve(
+                settings,
+                roles=roles,
+                ready=ready if supervised else None,
+                supervisor=args.supervisor_pid if supervised else None,
+            )
         )
-    )
+    except OSError as exc:  # a port taken, an address not this machine's: say so plainly
+        print(f"huren: cannot serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -509,6 +517,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run only this part of the hub (a split hub's supervisor starts these)",
     )
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_cmd_serve)
 
     catalogue = commands.add_parser("catalogue", help="the exam catalogue").add_subparsers(
@@ -688,6 +697,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "supervisor_pid", None) is not None:
+        # A terminal's Ctrl-C reaches the whole group; the supervisor alone answers it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     role = getattr(args, "role", None)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -21,9 +21,10 @@ from models import migrate as migrations
 from models.engine import create_db_engine
 from models.errors import DatabaseUnavailable
 
-# SQLite raises OperationalError for mistakes in the statement or the schema too; those never
-# pass by waiting, and a sender told "resend later" would resend forever.
-_SQLITE_MISTAKES = ("no such table", "no such column", "near ", "table ", "duplicate column")
+# SQLite raises OperationalError for mistakes in the statement or the schema too (its generic
+# SQLITE_ERROR: no such table, syntax, ...); those never pass by waiting, and a sender told
+# "resend later" would resend forever. BUSY, LOCKED, CANTOPEN, IOERR and FULL do pass.
+_SQLITE_ERROR = 1
 
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
@@ -35,7 +36,10 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """
     if isinstance(exc, DatabaseUnavailable):
         return exc
-    mistake = isinstance(exc, OperationalError) and str(exc.orig).startswith(_SQLITE_MISTAKES)
+    mistake = (
+        isinstance(exc, OperationalError)
+        and getattr(exc.orig, "sqlite_errorcode", None) == _SQLITE_ERROR
+    )
     transient = (isinstance(exc, (OperationalError, PoolTimeout)) and not mistake) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Generator
-from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -37,6 +36,7 @@ from integration.imaging import CallerPolicy, Stabiliser, StudyQueryService, Wor
 from integration.intake import Intake
 from integration.outbox import OutboxWorker
 from integration.report_return import send_hl7
+from integration.roles import EVERY_ROLE, Role
 from integration.settings import Settings
 from integration.tls import listener_context
 from models.enums import OutboxChannel
@@ -114,18 +114,6 @@ def stable_worker_id(settings: Settings) -> str:
     """The same outbox worker id across restarts of this hub, so it takes back its own leases."""
     place = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
     return f"{socket.gethostname()[:40]}:{place}"
-
-
-class Role(StrEnum):
-    """What a hub process runs. A split hub runs each in a process of its own (``supervisor``)."""
-
-    background = "background"  # audit sealer, outbox worker, stabiliser, nightly check
-    mllp = "mllp"
-    dicom = "dicom"  # C-STORE, worklist and query
-    http = "http"  # /healthz, FHIR, WADO-RS, CDS Hooks
-
-
-EVERY_ROLE: frozenset[Role] = frozenset(Role)
 
 
 def _start_background(
@@ -257,9 +245,8 @@ async def serve(
         await asyncio.to_thread(database.upgrade)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Under a supervisor, SIGINT is the supervisor's (the command line ignores it from the start).
     signals = (signal.SIGTERM,) if supervisor else (signal.SIGTERM, signal.SIGINT)
-    if supervisor:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the supervisor's
     for signum in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)

@@ -109,9 +109,14 @@ def lazy_figures(
     filters: Filters,
     settings: Settings,
     now: datetime,
+    calendar: ReadingCalendar | None,
     tariffs: Sequence[TariffPeriod] | None = None,
 ) -> tuple[Figure, ...]:
-    """The key figures of [start, end) for ``filters``, as :func:`integration.kpi.figures`."""
+    """The key figures of [start, end) for ``filters``, as :func:`integration.kpi.figures`.
+
+    ``calendar`` is the SLA's reading calendar (``Frames.calendar`` of the frames the tables
+    came from; None: around the clock), asked for so that no caller drops it by omission.
+    """
     start, end, now = aware_utc(start), aware_utc(end), aware_utc(now)
     scope = filter_expression(filters)
 
@@ -126,9 +131,7 @@ def lazy_figures(
     )
     # The populations as columns, worked out once: polars does not share common
     # subexpressions between the aggregations of one select.
-    judged = with_sla_status(
-        studies, now=now, calendar=ReadingCalendar.from_settings(settings)
-    ).with_columns(
+    judged = with_sla_status(studies, now=now, calendar=calendar).with_columns(
         arrival.alias("_arrived"),
         on_the_clock.alias("_clocked"),
         (within(pl.col("finalised_at")) & scope & pl.col("signed_report")).alias("_signed"),

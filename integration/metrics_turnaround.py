@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
@@ -167,16 +167,20 @@ def clock_starts(moments: pl.Expr, calendar: ReadingCalendar | None) -> pl.Expr:
         return moments
 
     def starts(series: pl.Series) -> pl.Series:
+        series = series.cast(UTC_TIME)
         days = series.dt.convert_time_zone(calendar.zone.key).dt.date()
-        opening: dict[object, datetime | None] = {}
-        closing: dict[object, datetime | None] = {}
-        following: dict[object, datetime] = {}
+        # Values in UTC: a local time of a day when the clocks change would not fit the column.
+        opening: dict[date, datetime | None] = {}
+        closing: dict[date, datetime | None] = {}
+        following: dict[date, datetime] = {}
         for day in days.unique().drop_nulls().to_list():
             hours = calendar.hours_on(day)
-            opening[day], closing[day] = hours if hours else (None, None)
+            opening[day], closing[day] = (
+                (hours[0].astimezone(UTC), hours[1].astimezone(UTC)) if hours else (None, None)
+            )
             midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=calendar.zone)
-            following[day] = calendar.next_opening(midnight)
-        look_up = functools.partial(days.replace_strict, default=None, return_dtype=series.dtype)
+            following[day] = calendar.next_opening(midnight.astimezone(UTC))
+        look_up = functools.partial(days.replace_strict, default=None, return_dtype=UTC_TIME)
         opens, closes = look_up(opening), look_up(closing)
         after = look_up(following)
         return (

@@ -11,7 +11,7 @@ never waits. Everything here is pure: times in, times out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -73,18 +73,22 @@ class ReadingCalendar:
         return opening, closing
 
     def in_hours(self, moment: datetime) -> bool:
-        local = moment.astimezone(self.zone)
-        window = self.hours_on(local.date())
-        return window is not None and window[0] <= local < window[1]
+        # Compared in UTC: two times of one ZoneInfo compare by wall clock, wrong in the hour
+        # that repeats when summer time ends.
+        instant = moment.astimezone(UTC)
+        window = self.hours_on(moment.astimezone(self.zone).date())
+        if window is None:
+            return False
+        return window[0].astimezone(UTC) <= instant < window[1].astimezone(UTC)
 
     def next_opening(self, moment: datetime) -> datetime:
         """``moment`` itself when within hours, else the next time the centre opens (UTC)."""
         if self.in_hours(moment):
             return moment
-        local = moment.astimezone(self.zone)
+        instant, today = moment.astimezone(UTC), moment.astimezone(self.zone).date()
         for offset in range(_MAX_SEARCH_DAYS):
-            window = self.hours_on(local.date() + timedelta(days=offset))
-            if window is not None and window[0] >= local:
+            window = self.hours_on(today + timedelta(days=offset))
+            if window is not None and window[0].astimezone(UTC) >= instant:
                 return window[0].astimezone(moment.tzinfo)
         raise ValueError("the reading calendar never opens")
 

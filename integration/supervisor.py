@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from types import FrameType
 
 from integration.database import Database
-from integration.hub import Role
+from integration.roles import Role
 from integration.settings import Settings
 
 log = logging.getLogger("huren.supervisor")
 
 START_ORDER = (Role.background, Role.mllp, Role.dicom, Role.http)
 START_LIMIT_S = 120.0
-STOP_LIMIT_S = 60.0
+STOP_LIMIT_S = 90.0  # for all roles together; systemd's TimeoutStopSec must exceed it
 READY = b"ready\n"
 
 
@@ -52,8 +52,14 @@ def _spawn(role: Role, *, verbose: bool) -> tuple[subprocess.Popen[bytes], int]:
     if verbose:
         command.append("--verbose")
     command += ["serve", "--role", role.value, "--ready-fd", str(writable)]
+    command += ["--supervisor-pid", str(os.getpid())]
     try:
-        process = subprocess.Popen(command, pass_fds=(writable,))
+        # A group of its own: a terminal's Ctrl-C reaches the supervisor only, which stops the
+        # roles in order (and not one of them in the middle of its imports).
+        process = subprocess.Popen(command, pass_fds=(writable,), process_group=0)
+    except BaseException:
+        os.close(readable)
+        raise
     finally:
         os.close(writable)
     return process, readable
@@ -75,12 +81,14 @@ def _await_ready(readable: int, process: subprocess.Popen[bytes], stop: threadin
 
 
 def _stop(running: list[RoleProcess]) -> None:
-    """SIGTERM to each role in reverse start order, waiting for each; SIGKILL past the limit."""
+    """SIGTERM to each role in reverse start order, waiting for each; SIGKILL to whatever is
+    left once STOP_LIMIT_S has passed in all (a service manager's stop timeout is one figure)."""
+    deadline = time.monotonic() + STOP_LIMIT_S
     for child in reversed(running):
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
         try:
-            child.process.wait(timeout=STOP_LIMIT_S)
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.error("the %s process did not stop in time; killed", child.role)
             child.process.kill()

@@ -33,7 +33,8 @@ def _error(engine_url: str, statement: str) -> SQLAlchemyError:
         "SELECT no_such_column FROM known",
         "SELEC 1",
         "CREATE TABLE known (id INTEGER)",
-        "INSERT INTO known (id) VALUES (1), (1)",
+        "SELECT no_such_function(1)",
+        "SELECT * FROM known AS a, known AS b WHERE id = 1",  # ambiguous column name
     ],
 )
 def test_mistakes_are_not_transient(tmp_path: Path, statement: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from integration.metrics_settlement import TariffPeriod
 from integration.settings import Settings
 from tests.integration.test_analytics import SEPT_OCT, two_months
 from tests.integration.test_metrics import YEAR, County, county
+from tests.integration.test_metrics_turnaround import OFFICE
 
 __all__ = ["county"]
 
@@ -41,6 +43,7 @@ def lazy_of(frames: Frames, settings: Settings, **extra: object) -> tuple[Figure
         filters=frames.filters,
         settings=settings,
         now=NOW,
+        calendar=frames.calendar,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -54,6 +57,17 @@ def test_by_hand(filters: Filters) -> None:
     settings = Settings()
     frames = two_months(filters)
     same(lazy_of(frames, settings), figures(frames, settings=settings, now=NOW))
+
+
+def test_by_hand_with_a_reading_calendar() -> None:
+    """Office hours move SLA figures; the lazy plan moves them the same way."""
+    settings = Settings()
+    frames = dataclasses.replace(two_months(Filters()), calendar=OFFICE)
+    eager = figures(frames, settings=settings, now=NOW)
+    same(lazy_of(frames, settings), eager)
+    around_the_clock = figures(two_months(Filters()), settings=settings, now=NOW)
+    sla = {f.key: f.value for f in eager}["sla_compliance"]
+    assert sla != {f.key: f.value for f in around_the_clock}["sla_compliance"]
 
 
 def test_tariff_periods_by_the_local_day() -> None:
@@ -88,6 +102,7 @@ def test_over_the_demo_county(
     ):
         expected = figures(county.frames(window, filters), settings=settings, now=NOW)
         got = lazy_figures(
-            scans, start=window[0], end=window[1], filters=filters, settings=settings, now=NOW
-        )
+            scans, start=window[0], end=window[1], filters=filters, settings=settings, now=NOW,
+            calendar=None,
+        )  # fmt: skip
         same(got, expected)

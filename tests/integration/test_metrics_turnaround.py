@@ -359,17 +359,51 @@ def test_out_of_hours_clocks_wait_for_the_reading_calendar() -> None:
             assert row["final_due_at"] == expected.final_due
 
 
+# Where the clocks change: an opening at 02:30 that does not exist on the spring day and a
+# 01:30 that happens twice in the autumn; and one closing at midnight.
+NEW_YORK = ReadingCalendar(
+    opens=time(2, 30),
+    closes=None,
+    weekdays=frozenset(range(1, 8)),
+    holidays=frozenset({date(2026, 7, 4)}),
+    zone=ZoneInfo("America/New_York"),
+)
+AUTUMN = ReadingCalendar(
+    opens=time(1, 30),
+    closes=time(1, 45),
+    weekdays=frozenset(range(1, 8)),
+    holidays=frozenset(),
+    zone=ZoneInfo("America/New_York"),
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
+    calendar=st.sampled_from([OFFICE, NEW_YORK, AUTUMN]),
     moments=st.lists(
         st.datetimes(
             min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
         ),
         min_size=1,
         max_size=20,
-    )
+    ),
 )
-def test_clock_starts_is_next_opening_for_every_moment(moments: list[datetime]) -> None:
-    column = pl.DataFrame({"at": moments}, schema={"at": pl.Datetime("us", "UTC")})
-    starts = column.select(clock_starts(pl.col("at"), OFFICE))["at"].to_list()
-    assert starts == [OFFICE.next_opening(moment) for moment in moments]
+def test_clock_starts_is_next_opening_for_every_moment(
+    calendar: ReadingCalendar, moments: list[datetime]
+) -> None:
+    column = pl.DataFrame({"at": moments}, schema={"at": pl.Datetime("ns", "UTC")})
+    starts = column.select(clock_starts(pl.col("at"), calendar))["at"].to_list()
+    assert starts == [calendar.next_opening(moment) for moment in moments]
+    for moment, start in zip(moments, starts, strict=True):
+        assert start >= moment  # a clock never starts before the study arrived
+
+
+def test_the_clocks_changing_neither_breaks_nor_turns_back_the_calendar() -> None:
+    spring = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # 00:00 EST, the night 02:00 is skipped
+    column = pl.DataFrame({"at": [spring]}, schema={"at": pl.Datetime("us", "UTC")})
+    assert column.select(clock_starts(pl.col("at"), NEW_YORK))["at"].to_list() == [
+        datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 02:30 EST, that is 03:30 EDT
+    ]
+    # 01:15 EST, the second 01:15 of 1 November: that day's 01:30 (EDT) has passed already.
+    repeated = datetime(2026, 11, 1, 6, 15, tzinfo=UTC)
+    assert AUTUMN.next_opening(repeated) == datetime(2026, 11, 2, 6, 30, tzinfo=UTC)

@@ -5,6 +5,7 @@ whole), and roles whose supervisor is killed stop by themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,14 +92,17 @@ def split_hub(tmp_path: Path, database_url: str) -> Iterator[SplitHub]:
         log=log,
     )
     hub = SplitHub(supervisor, database, http_port, mllp_port, dicom_port, log)
+    started = hub.roles()  # read now: once the supervisor is gone they are no longer its own
     try:
         yield hub
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait(30)
-        for pid in hub.roles().values():
-            os.kill(pid, signal.SIGKILL)
+        for pid in started.values():
+            with contextlib.suppress(ProcessLookupError):
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
         database.dispose()
 
 
