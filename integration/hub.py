@@ -260,7 +260,6 @@ async def serve(
         directory = Directory(database.engine)
         files = FileStore(settings.data_dir)
         listening: list[str] = []
-        watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         served: list[asyncio.Task[None]] = []
         if Role.mllp in roles:
             mllp = await _start_mllp(stack, database, settings, directory)
@@ -275,6 +274,7 @@ async def serve(
             port = ports[0] if ports else "?"
             listening.insert(0, f"HTTP http://{settings.bind}:{port}/healthz")
             served.append(http_task)
+        watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if supervisor:
             watchers.append(asyncio.ensure_future(_orphaned(supervisor)))
 
